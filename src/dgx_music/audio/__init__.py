@@ -1,0 +1,1 @@
+"""Audio export (loudness normalisation, limiting, PCM16 WAV) and metadata analysis."""

@@ -1,0 +1,1 @@
+"""Text-to-music generation: request validation, the model registry and the backends."""
