@@ -1,0 +1,567 @@
+"""Metadata of an audio array: loudness, peaks, level statistics, stereo image, tempo and key.
+
+Loudness follows ITU-R BS.1770-4 (K-weighting, 400 ms gated blocks, via :class:`pyloudnorm.Meter`)
+and EBU Tech 3342 (loudness range from 3 s short-term loudness). True peak follows BS.1770-4
+Annex 2 (4x oversampling). Tempo comes from the autocorrelation of librosa's onset strength
+envelope and key from the Krumhansl-Schmuckler algorithm on librosa's constant-Q chroma.
+
+Arrays are float, shaped (channels, samples); a 1-D array is mono. Level values are relative to
+digital full scale (1.0): a full-scale sine has a sample peak of 0 dBFS and an RMS of -3.01 dBFS.
+
+Key names use one fixed scheme, shared with :mod:`dgx_music.generation.synth`: the tonic from
+:data:`PITCH_CLASS_NAMES` (sharps only: ``"C#"``, never ``"Db"``), a space, then ``"major"`` or
+``"minor"``, e.g. ``"F# minor"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import librosa
+import numpy as np
+import pyloudnorm
+from scipy.signal import lfilter
+
+from dgx_music.audio import export
+from dgx_music.errors import InvalidAudioError
+
+logger = logging.getLogger(__name__)
+
+#: The 12 pitch-class names, index = semitones above C. The one source of key names.
+PITCH_CLASS_NAMES: tuple[str, ...] = (
+    "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
+)  # fmt: skip
+#: The two modes a key can have.
+MODES: tuple[str, ...] = ("major", "minor")
+#: All 24 key names: the 12 major keys from C, then the 12 minor keys from C.
+KEY_NAMES: tuple[str, ...] = tuple(
+    f"{tonic} {mode}" for mode in MODES for tonic in PITCH_CLASS_NAMES
+)
+
+_NATURALS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+_ACCIDENTALS = {"": 0, "#": 1, "♯": 1, "b": -1, "♭": -1}
+
+#: Krumhansl-Kessler key profiles (Krumhansl 1990), tonic first.
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+#: Largest channel count accepted (BS.1770-4 weights up to five channels).
+MAX_CHANNELS = 5
+#: Lowest sample rate accepted, Hz (the K-weighting shelf sits at 1.5 kHz).
+MIN_SAMPLE_RATE = 8_000
+#: Sample rate tempo and key are analysed at, Hz.
+ANALYSIS_SAMPLE_RATE = 22_050
+#: Audio shorter than this has no tempo or key, seconds.
+MIN_ANALYSIS_DURATION = 0.5
+#: Onset-envelope hop at the analysis rate, samples (11.6 ms).
+TEMPO_HOP = 256
+#: Tempo search range, BPM.
+TEMPO_RANGE = (30.0, 300.0)
+#: Centre and spread of the log-normal tempo prior that picks among tempo octaves, BPM / octaves.
+TEMPO_PRIOR_BPM = 120.0
+TEMPO_PRIOR_OCTAVES = 1.0
+#: Below this normalised autocorrelation at the beat period, audio has no tempo (noise reaches
+#: about 0.15, a steady beat 0.5 and more).
+MIN_TEMPO_CONFIDENCE = 0.2
+#: Below this spread of the mean chroma (standard deviation over mean), audio has no key
+#: (white and pink noise stay under 0.06, brown noise near 0.13, tonal music 0.3 and more).
+MIN_CHROMA_CONTRAST = 0.15
+#: Chroma analysis: lowest pitch (C2, 65.4 Hz; kick drums and rumble below carry no key), octaves.
+CHROMA_FMIN = 65.406
+CHROMA_OCTAVES = 6
+CHROMA_BINS_PER_OCTAVE = 36
+#: Shortest input the CQT's lowest octave is computed on without padding, seconds.
+CQT_MIN_SECONDS = 2.0
+CHROMA_HOP = 512
+#: Gain inside the log compression of the constant-Q magnitudes, log(1 + gain * |C| / max |C|).
+CHROMA_LOG_GAIN = 20.0
+#: EBU Tech 3342 short-term window and its hop, seconds.
+SHORT_TERM_SECONDS = 3.0
+SHORT_TERM_HOP_SECONDS = 0.1
+#: EBU Tech 3342 gates (LUFS, LU) and the percentiles whose difference is the loudness range.
+LRA_ABSOLUTE_GATE = -70.0
+LRA_RELATIVE_GATE = -20.0
+LRA_PERCENTILES = (10.0, 95.0)
+#: BS.1770-4 channel weights: L, R, C, Ls, Rs.
+_CHANNEL_WEIGHTS = np.array([1.0, 1.0, 1.0, 1.41, 1.41])
+
+
+def pitch_class(name: str) -> int:
+    """Pitch class 0..11 of a note name: ``"C"``, ``"c#"``, ``"Db"``, ``"E♭"``, ``"B#"`` (= 0).
+
+    Raises
+    ------
+    ValueError
+        When ``name`` is not a letter A..G followed by at most one accidental.
+    """
+    text = name.strip()
+    letter, accidental = text[:1].upper(), text[1:]
+    if letter not in _NATURALS or accidental.lower() not in _ACCIDENTALS:
+        raise ValueError(f"not a note name: {name!r} (expected e.g. 'C', 'F#', 'Bb')")
+    return (_NATURALS[letter] + _ACCIDENTALS[accidental.lower()]) % 12
+
+
+def key_name(tonic: int, mode: str) -> str:
+    """The name of a key in the shared scheme: ``key_name(9, "minor") == "A minor"``."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'major' or 'minor', got {mode!r}")
+    return f"{PITCH_CLASS_NAMES[tonic % 12]} {mode}"
+
+
+def relative_key(key: str) -> str:
+    """The relative major of a minor key and vice versa: ``"A minor"`` <-> ``"C major"``."""
+    tonic, _, mode = key.partition(" ")
+    if mode == "minor":
+        return key_name(pitch_class(tonic) + 3, "major")
+    return key_name(pitch_class(tonic) - 3, "minor")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioMetadata:
+    """Facts about one clip. ``None`` marks a value that is undefined for this audio.
+
+    Attributes
+    ----------
+    duration_s
+        Length, seconds.
+    sample_rate
+        Sample rate, Hz.
+    channels
+        Channel count.
+    integrated_lufs
+        Integrated loudness, LUFS (ITU-R BS.1770-4); ``None`` for silence or audio shorter than
+        one 400 ms gating block.
+    loudness_range_lu
+        Loudness range, LU (EBU Tech 3342); ``None`` for audio shorter than 3 s or with no
+        short-term block above the gates.
+    sample_peak
+        Largest absolute sample value, linear (1.0 = full scale).
+    sample_peak_dbfs
+        Sample peak, dBFS; ``None`` for silence.
+    true_peak_dbtp
+        True peak, dBTP (BS.1770-4 Annex 2, 4x oversampling); ``None`` for silence.
+    rms_dbfs
+        RMS level over all channels, dBFS (a full-scale sine is -3.01 dBFS); ``None`` for silence.
+    crest_factor_db
+        Sample peak over RMS, dB; ``None`` for silence.
+    stereo_balance_db
+        RMS of the left channel over RMS of the right, dB (positive: left louder); 0 for mono and
+        for silence, ``None`` when exactly one channel is silent.
+    channel_correlation
+        Pearson correlation of left and right, -1..1; 1 for mono, ``None`` when a channel is
+        constant (e.g. silent).
+    tempo_bpm
+        Estimated tempo, BPM; ``None`` for silence, audio shorter than 0.5 s, and arrhythmic
+        audio (confidence below :data:`MIN_TEMPO_CONFIDENCE`).
+    tempo_confidence
+        Normalised autocorrelation of the onset envelope at the tempo's beat period, 0..1.
+    key
+        Estimated key, e.g. ``"A minor"`` (see :data:`KEY_NAMES`); ``None`` for silence, audio
+        shorter than 0.5 s, and atonal audio such as noise (nearly flat chroma).
+    key_confidence
+        Pearson correlation of the mean chroma with the winning key profile, 0..1 (0 when
+        ``key`` is ``None``).
+    """
+
+    duration_s: float
+    sample_rate: int
+    channels: int
+    integrated_lufs: float | None
+    loudness_range_lu: float | None
+    sample_peak: float
+    sample_peak_dbfs: float | None
+    true_peak_dbtp: float | None
+    rms_dbfs: float | None
+    crest_factor_db: float | None
+    stereo_balance_db: float | None
+    channel_correlation: float | None
+    tempo_bpm: float | None
+    tempo_confidence: float
+    key: str | None
+    key_confidence: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-safe values: plain floats, ints and strings, ``None`` for NaN/inf."""
+        result: dict[str, Any] = {}
+        for name, value in dataclasses.asdict(self).items():
+            if isinstance(value, float | np.floating):
+                value = float(value) if math.isfinite(value) else None
+            result[name] = value
+        return result
+
+
+def _as_channels(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Check the input and return it as float64 shaped (channels, samples)."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int | np.integer):
+        raise InvalidAudioError(f"sample_rate must be an integer number of Hz, got {sample_rate!r}")
+    if sample_rate < MIN_SAMPLE_RATE:
+        raise InvalidAudioError(
+            f"sample_rate must be at least {MIN_SAMPLE_RATE} Hz (the K-weighting filter needs "
+            f"it), got {sample_rate} Hz"
+        )
+    array = np.asarray(audio)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InvalidAudioError(
+            f"audio must be a float array (full scale = 1.0), got dtype {array.dtype}"
+        )
+    if array.ndim == 1:
+        array = array[np.newaxis, :]
+    if array.ndim != 2 or not 1 <= array.shape[0] <= MAX_CHANNELS:
+        raise InvalidAudioError(
+            f"audio must be shaped (channels, samples) with 1..{MAX_CHANNELS} channels, "
+            f"or 1-D for mono; got shape {np.shape(audio)}"
+        )
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = int(array.size - np.count_nonzero(finite))
+        raise InvalidAudioError(
+            f"audio holds {bad} NaN or infinite sample(s); the model output is corrupt"
+        )
+    return array.astype(np.float64, copy=False)
+
+
+def _db(ratio: float, *, power: bool = False) -> float | None:
+    if ratio <= 0.0:
+        return None
+    return (10.0 if power else 20.0) * math.log10(ratio)
+
+
+def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float | None:
+    """Integrated loudness per ITU-R BS.1770-4, LUFS, of float audio shaped (channels, samples).
+
+    The exporter's measurement (one implementation for both), with ``None`` instead of ``-inf``
+    when everything is gated out (silence, or all blocks below -70 LUFS), and ``None`` for audio
+    shorter than one 400 ms block.
+    """
+    lufs = export.integrated_loudness(audio, sample_rate)
+    return lufs if lufs is not None and math.isfinite(lufs) else None
+
+
+def _k_weighted(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Apply the BS.1770-4 K-weighting (pre-filter shelf, then RLB high-pass) along samples."""
+    # The same two biquads pyloudnorm.Meter uses, so both loudness measures agree.
+    stages = (
+        pyloudnorm.IIRfilter(4.0, 1.0 / math.sqrt(2.0), 1500.0, sample_rate, "high_shelf"),
+        pyloudnorm.IIRfilter(0.0, 0.5, 38.0, sample_rate, "high_pass"),
+    )
+    for stage in stages:
+        audio = stage.passband_gain * lfilter(stage.b, stage.a, audio, axis=-1)
+    return audio
+
+
+def loudness_range(audio: np.ndarray, sample_rate: int) -> float | None:
+    """Loudness range per EBU Tech 3342, LU, of float audio shaped (channels, samples).
+
+    Short-term loudness (BS.1770-4 K-weighted mean square over 3 s windows, every 0.1 s) is gated
+    at -70 LUFS absolute, then at 20 LU below the power mean of what passed; the range is the
+    difference of the 10th and 95th percentiles of what remains. ``None`` when the audio is
+    shorter than 3 s or no window passes the gates.
+    """
+    window = round(SHORT_TERM_SECONDS * sample_rate)
+    if audio.shape[-1] < window:
+        return None
+    weighted = _k_weighted(audio, sample_rate)
+    weights = _CHANNEL_WEIGHTS[: audio.shape[0], np.newaxis]
+    power = np.sum(weights * weighted**2, axis=0)
+    cumulative = np.concatenate(([0.0], np.cumsum(power)))
+    hop = round(SHORT_TERM_HOP_SECONDS * sample_rate)
+    starts = np.arange(0, audio.shape[-1] - window + 1, hop)
+    mean_square = (cumulative[starts + window] - cumulative[starts]) / window
+    mean_square = mean_square[mean_square > 0]
+    short_term = -0.691 + 10.0 * np.log10(mean_square)  # BS.1770-4 eq. 2
+    short_term = short_term[short_term >= LRA_ABSOLUTE_GATE]
+    if short_term.size == 0:
+        return None
+    gate = 10.0 * np.log10(np.mean(10.0 ** (short_term / 10.0))) + LRA_RELATIVE_GATE
+    short_term = short_term[short_term >= gate]
+    low, high = np.percentile(short_term, LRA_PERCENTILES)
+    return float(high - low)
+
+
+def true_peak(audio: np.ndarray) -> float:
+    """True peak, linear, per ITU-R BS.1770-4 Annex 2 (the exporter's 4x oversampled measure).
+
+    Never below the sample peak: the original samples count as well as the interpolated ones.
+    """
+    if audio.shape[-1] == 0:
+        return 0.0
+    return max(float(export.true_peak_envelope(audio).max()), float(np.max(np.abs(audio))))
+
+
+def _to_analysis_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    mono = audio.mean(axis=0)
+    if sample_rate != ANALYSIS_SAMPLE_RATE:
+        mono = librosa.resample(
+            mono, orig_sr=sample_rate, target_sr=ANALYSIS_SAMPLE_RATE, res_type="soxr_hq"
+        )
+    analysis: np.ndarray = mono.astype(np.float32)
+    return analysis
+
+
+def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, float]:
+    """Global tempo of a mono signal, BPM, and a confidence 0..1.
+
+    The onset strength envelope (librosa, spectral flux on a mel spectrogram) is autocorrelated
+    over lags of 0.2..2 s (300..30 BPM). Its local maxima are weighted by a log-normal prior
+    (centre 120 BPM, one octave wide) to choose the metrical level, as librosa's own tempo
+    estimator does; the beat period is then refined to a fraction of a frame by parabolic
+    interpolation of that peak and of the peaks at its multiples.
+
+    Returns
+    -------
+    tuple of (float or None, float)
+        Tempo in BPM (``None`` when the signal is silent, shorter than 0.5 s, or its
+        confidence is below :data:`MIN_TEMPO_CONFIDENCE`) and the normalised autocorrelation
+        of the onset envelope at the beat period, clipped to 0..1.
+    """
+    if mono.shape[-1] < MIN_ANALYSIS_DURATION * sample_rate or not np.any(mono):
+        return None, 0.0
+    envelope = librosa.onset.onset_strength(y=mono, sr=sample_rate, hop_length=TEMPO_HOP)
+    envelope = envelope - envelope.mean()
+    frame_rate = sample_rate / TEMPO_HOP  # Hz
+    min_lag = max(2, math.floor(60.0 * frame_rate / TEMPO_RANGE[1]))
+    max_lag = min(math.ceil(60.0 * frame_rate / TEMPO_RANGE[0]), envelope.shape[0] // 2)
+    if max_lag <= min_lag + 1:
+        return None, 0.0
+    autocorrelation = librosa.autocorrelate(envelope, max_size=envelope.shape[0])
+    if autocorrelation[0] <= 0:
+        return None, 0.0
+    # Unbiased estimate, normalised so lag 0 is 1: long lags sum fewer products.
+    autocorrelation = autocorrelation / (envelope.shape[0] - np.arange(envelope.shape[0]))
+    autocorrelation = autocorrelation / autocorrelation[0]
+
+    lags = np.arange(min_lag, max_lag + 1)
+    values = autocorrelation[lags]
+    is_peak = (values > autocorrelation[lags - 1]) & (values >= autocorrelation[lags + 1])
+    is_peak &= values > 0
+    if not is_peak.any():
+        return None, 0.0
+    bpm = 60.0 * frame_rate / lags
+    prior = np.exp(-0.5 * (np.log2(bpm / TEMPO_PRIOR_BPM) / TEMPO_PRIOR_OCTAVES) ** 2)
+    best = int(lags[np.argmax(np.where(is_peak, values * prior, -np.inf))])
+    confidence = float(np.clip(autocorrelation[best], 0.0, 1.0))
+    if confidence < MIN_TEMPO_CONFIDENCE:
+        return None, confidence
+    return 60.0 * frame_rate / _refine_period(autocorrelation, best), confidence
+
+
+def _parabolic_peak(values: np.ndarray, index: int) -> float:
+    """Fractional position of the maximum of the parabola through values[index-1..index+1]."""
+    left, centre, right = values[index - 1], values[index], values[index + 1]
+    curvature = left - 2.0 * centre + right
+    if curvature >= 0:
+        return float(index)
+    return index + 0.5 * float(np.clip((left - right) / curvature, -1.0, 1.0))
+
+
+def _refine_period(autocorrelation: np.ndarray, lag: int) -> float:
+    """Beat period in frames, from the peak at ``lag`` and the peaks at its multiples.
+
+    Quantisation to whole frames would cost up to 3 % at 180 BPM; the k-th multiple of the
+    period pins it down k times more finely, so the estimate is a least-squares fit of the
+    interpolated peak positions against k.
+    """
+    limit = autocorrelation.shape[0] // 2
+    period = _parabolic_peak(autocorrelation, lag)
+    multiples, positions = [1.0], [period]
+    for k in range(2, 9):
+        guess = round(k * period)
+        if guess + 3 >= limit:
+            break
+        index = guess - 2 + int(np.argmax(autocorrelation[guess - 2 : guess + 3]))
+        if autocorrelation[index] <= 0:
+            break
+        multiples.append(float(k))
+        positions.append(_parabolic_peak(autocorrelation, index))
+        k_values, peak_positions = np.array(multiples), np.array(positions)
+        period = float(np.dot(k_values, peak_positions) / np.dot(k_values, k_values))
+    return period
+
+
+def estimate_key(mono: np.ndarray, sample_rate: int) -> tuple[str | None, float]:
+    """Key of a mono signal by the Krumhansl-Schmuckler algorithm, and a confidence 0..1.
+
+    The constant-Q spectrum (librosa, C2..B7, tuning estimated from the signal) is
+    log-compressed, folded into a chroma per frame, averaged over time and correlated (Pearson)
+    with the 24 rotations of the Krumhansl-Kessler major and minor profiles; the best
+    correlation names the key.
+
+    Returns
+    -------
+    tuple of (str or None, float)
+        Key name such as ``"A minor"`` (``None`` when the signal is silent, shorter than 0.5 s
+        or has a nearly flat chroma, as noise has) and the winning correlation clipped to 0..1.
+    """
+    if mono.shape[-1] < MIN_ANALYSIS_DURATION * sample_rate or not np.any(mono):
+        return None, 0.0
+    shortfall = math.ceil(CQT_MIN_SECONDS * sample_rate) - mono.shape[-1]
+    if shortfall > 0:
+        # Silence appended adds only all-zero chroma frames: it scales the mean chroma, which
+        # the correlation ignores, and spares the CQT's longest filters an input too short.
+        mono = np.pad(mono, (0, shortfall))
+    tuning = _estimate_tuning(mono, sample_rate)
+    spectrum = np.abs(
+        librosa.cqt(
+            mono,
+            sr=sample_rate,
+            hop_length=CHROMA_HOP,
+            fmin=CHROMA_FMIN,
+            n_bins=CHROMA_OCTAVES * CHROMA_BINS_PER_OCTAVE,
+            bins_per_octave=CHROMA_BINS_PER_OCTAVE,
+            tuning=tuning,
+        )
+    )
+    # Log compression, relative to the loudest bin so the result does not depend on level,
+    # lets every sounding note count, not only the loudest few (the tonic and fifth, which
+    # would pull the estimate towards the dominant key).
+    spectrum = np.log1p(CHROMA_LOG_GAIN * spectrum / spectrum.max())
+    chroma = librosa.feature.chroma_cqt(
+        C=spectrum,
+        sr=sample_rate,
+        fmin=CHROMA_FMIN,
+        n_octaves=CHROMA_OCTAVES,
+        bins_per_octave=CHROMA_BINS_PER_OCTAVE,
+    )
+    profile = chroma.mean(axis=1)
+    mean = float(profile.mean())
+    if mean <= 0 or float(profile.std()) < MIN_CHROMA_CONTRAST * mean:
+        return None, 0.0
+    scores = key_correlations(profile)
+    best = int(np.argmax(scores))
+    return KEY_NAMES[best], float(np.clip(scores[best], 0.0, 1.0))
+
+
+def _estimate_tuning(mono: np.ndarray, sample_rate: int) -> float:
+    """Deviation from A440 tuning, fractions of a CQT bin, as ``librosa.estimate_tuning``.
+
+    Unlike librosa's, it answers 0 (A440) without a warning when the signal has no pitched
+    peak at all (a constant, or noise below the tracker's threshold).
+    """
+    pitches, magnitudes = librosa.piptrack(y=mono, sr=sample_rate)
+    pitched = pitches > 0
+    if not pitched.any():
+        return 0.0
+    strong = pitches[pitched & (magnitudes >= np.median(magnitudes[pitched]))]
+    if strong.size == 0:
+        return 0.0
+    return float(librosa.pitch_tuning(strong, bins_per_octave=CHROMA_BINS_PER_OCTAVE))
+
+
+def key_correlations(chroma_profile: np.ndarray) -> np.ndarray:
+    """Pearson correlation of a 12-bin chroma profile (C first) with each of :data:`KEY_NAMES`."""
+    templates = np.stack(
+        [np.roll(KK_MAJOR, tonic) for tonic in range(12)]
+        + [np.roll(KK_MINOR, tonic) for tonic in range(12)]
+    )
+    templates = templates - templates.mean(axis=1, keepdims=True)
+    templates /= np.linalg.norm(templates, axis=1, keepdims=True)
+    centred = chroma_profile - chroma_profile.mean()
+    norm = np.linalg.norm(centred)
+    if norm == 0:
+        return np.zeros(len(KEY_NAMES))
+    correlations: np.ndarray = templates @ (centred / norm)
+    return correlations
+
+
+def analyze(audio: np.ndarray, sample_rate: int) -> AudioMetadata:
+    """Measure loudness, peaks, level, stereo image, tempo and key of an array in memory.
+
+    Parameters
+    ----------
+    audio
+        Float samples, full scale 1.0, shaped (channels, samples) with 1..5 channels, or 1-D for
+        mono. Not modified.
+    sample_rate
+        Sample rate, Hz.
+
+    Returns
+    -------
+    AudioMetadata
+        Every field is defined for any finite input, including silence and empty arrays
+        (undefined values are ``None``).
+
+    Raises
+    ------
+    InvalidAudioError
+        When the audio holds NaN or infinite values, is not a float array, or has an unusable
+        shape.
+    """
+    samples = _as_channels(audio, sample_rate)
+    n_channels, n_samples = samples.shape
+    has_samples = n_samples > 0
+
+    peak = float(np.max(np.abs(samples))) if has_samples else 0.0
+    channel_ms = np.mean(samples**2, axis=1) if has_samples else np.zeros(n_channels)
+    mean_square = float(channel_ms.mean())
+
+    balance: float | None = 0.0
+    correlation: float | None = 1.0
+    if n_channels >= 2:
+        left, right = float(channel_ms[0]), float(channel_ms[1])
+        if left > 0 and right > 0:
+            balance = 10.0 * math.log10(left / right)
+        elif left > 0 or right > 0:
+            balance = None
+        correlation = _correlation(samples[0], samples[1])
+
+    tempo, tempo_confidence, key, key_confidence = None, 0.0, None, 0.0
+    if n_samples >= MIN_ANALYSIS_DURATION * sample_rate and peak > 0:
+        mono = _to_analysis_mono(samples, sample_rate)
+        tempo, tempo_confidence = estimate_tempo(mono, ANALYSIS_SAMPLE_RATE)
+        key, key_confidence = estimate_key(mono, ANALYSIS_SAMPLE_RATE)
+
+    rms_dbfs = _db(mean_square, power=True)
+    peak_dbfs = _db(peak)
+    return AudioMetadata(
+        duration_s=n_samples / sample_rate,
+        sample_rate=int(sample_rate),
+        channels=n_channels,
+        integrated_lufs=integrated_loudness(samples, sample_rate) if peak > 0 else None,
+        loudness_range_lu=loudness_range(samples, sample_rate) if peak > 0 else None,
+        sample_peak=peak,
+        sample_peak_dbfs=peak_dbfs,
+        true_peak_dbtp=_db(true_peak(samples)) if peak > 0 else None,
+        rms_dbfs=rms_dbfs,
+        crest_factor_db=None if rms_dbfs is None or peak_dbfs is None else peak_dbfs - rms_dbfs,
+        stereo_balance_db=balance,
+        channel_correlation=correlation,
+        tempo_bpm=tempo,
+        tempo_confidence=tempo_confidence,
+        key=key,
+        key_confidence=key_confidence,
+    )
+
+
+def _correlation(left: np.ndarray, right: np.ndarray) -> float | None:
+    """Pearson correlation of two channels; ``None`` when either is constant or empty."""
+    if left.shape[0] == 0:
+        return None
+    left = left - left.mean()
+    right = right - right.mean()
+    denominator = math.sqrt(float(np.dot(left, left)) * float(np.dot(right, right)))
+    if denominator == 0.0:
+        return None
+    return float(np.clip(np.dot(left, right) / denominator, -1.0, 1.0))
+
+
+def warm_up(sample_rate: int = 32_000) -> None:
+    """Analyse a 2 s synthetic stereo clip once, so librosa's numba code is compiled.
+
+    Call once per process before anything is timed: the first call compiles for tens of
+    seconds on a small CPU (less when numba's on-disk cache is warm), later calls take
+    milliseconds.
+
+    Parameters
+    ----------
+    sample_rate
+        Rate of the clip, Hz; use the rate later calls will see so the same resampler runs.
+    """
+    t = np.arange(2 * sample_rate) / sample_rate
+    clicks = (np.mod(t, 0.5) < 0.01).astype(np.float64)  # 120 BPM
+    tone = 0.3 * np.sin(2 * np.pi * 220.0 * t)  # A3
+    analyze(np.stack([tone + 0.5 * clicks, tone - 0.5 * clicks]), sample_rate)
+    logger.debug("metadata analysis warmed up", extra={"action": "metadata_warm_up"})

@@ -1,0 +1,284 @@
+"""Tests of dgx_music.audio.metadata: loudness, peaks, stereo image, tempo and key."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pyloudnorm
+import pytest
+
+from dgx_music.audio import export, metadata
+from dgx_music.audio.metadata import AudioMetadata, analyze
+from dgx_music.errors import InvalidAudioError
+from dgx_music.generation.request import GenerationRequest
+from dgx_music.generation.synth import SynthBackend
+
+SR = 32_000  # Hz
+#: Tempo is right within 2 %, at the reported tempo or half or double it.
+TEMPO_TOLERANCE = 0.02
+#: Length of the synth clips the detectors are checked on, seconds.
+CLIP_SECONDS = 8.0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _warm_librosa() -> None:
+    # librosa's numba code compiles on first use (about 30 s on a small CPU): once per session.
+    metadata.warm_up()
+
+
+def _sine(freq: float, amplitude: float, seconds: float, phase: float = 0.0) -> np.ndarray:
+    t = np.arange(round(seconds * SR)) / SR
+    return amplitude * np.sin(2.0 * np.pi * freq * t + phase)
+
+
+def _tempo_matches(detected: float | None, expected: float) -> bool:
+    if detected is None:
+        return False
+    return any(
+        abs(detected / (expected * factor) - 1.0) <= TEMPO_TOLERANCE for factor in (0.5, 1, 2)
+    )
+
+
+# --- accuracy on the synth's own output -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("index", "key"), list(enumerate(metadata.KEY_NAMES)), ids=list(metadata.KEY_NAMES)
+)
+def test_tempo_and_key_of_synth_output(index: int, key: str) -> None:
+    tempo = 60 + 5 * index  # 60..175 BPM across the 24 keys
+    request = GenerationRequest(
+        prompt=f"a steady groove in {key} at {tempo} bpm", duration=CLIP_SECONDS, model="synth"
+    )
+    result = SynthBackend().generate(request, seed=index)
+    assert result.reported == {"tempo_bpm": float(tempo), "key": key}
+
+    found = analyze(result.audio, result.sample_rate)
+
+    assert _tempo_matches(found.tempo_bpm, tempo), (found.tempo_bpm, tempo)
+    assert found.tempo_confidence > 0.5
+    assert found.key in (key, metadata.relative_key(key)), (found.key, key)
+    assert found.key_confidence > 0.5
+
+
+def test_tempo_of_a_click_track() -> None:
+    # Not the synth: plain clicks every 0.6 s (100 BPM) over a quiet tone.
+    clicks = np.zeros(round(10 * SR))
+    for start in range(0, clicks.shape[0] - 200, round(0.6 * SR)):
+        clicks[start : start + 200] = np.hanning(200)
+    found = analyze(clicks + _sine(330.0, 0.05, 10.0), SR)
+    assert _tempo_matches(found.tempo_bpm, 100.0), found.tempo_bpm
+
+
+def test_noise_has_neither_tempo_nor_key() -> None:
+    noise = 0.1 * np.random.default_rng(7).standard_normal((2, 8 * SR))
+    found = analyze(noise, SR)
+    assert found.tempo_bpm is None
+    assert found.tempo_confidence < metadata.MIN_TEMPO_CONFIDENCE
+    assert found.key is None
+    assert found.key_confidence == 0.0
+
+
+# --- loudness ----------------------------------------------------------------------------------
+
+
+def test_integrated_loudness_of_a_sine_matches_pyloudnorm_and_bs1770() -> None:
+    # BS.1770-4 calibration: a 0 dBFS 1 kHz sine in one channel reads -3.01 LKFS, so a sine of
+    # amplitude 0.1 (-20 dBFS) reads -23.01 (plus the K-filter's small gain at 1 kHz).
+    sine = _sine(1000.0, 0.1, 5.0)
+    found = analyze(sine, SR)
+    assert found.integrated_lufs == pytest.approx(
+        pyloudnorm.Meter(SR).integrated_loudness(sine), abs=1e-9
+    )
+    assert found.integrated_lufs == pytest.approx(-23.0, abs=0.1)
+
+
+def test_two_identical_channels_are_3_lu_louder_than_one() -> None:
+    sine = _sine(1000.0, 0.1, 5.0)
+    mono = analyze(sine, SR).integrated_lufs
+    stereo = analyze(np.stack([sine, sine]), SR).integrated_lufs
+    assert mono is not None and stereo is not None
+    assert stereo - mono == pytest.approx(10 * math.log10(2), abs=0.01)
+
+
+def test_loudness_range_of_a_10_db_step() -> None:
+    noise = 0.1 * np.random.default_rng(3).standard_normal(20 * SR)
+    noise[10 * SR :] *= 10 ** (-10 / 20)
+    found = analyze(noise, SR)
+    assert found.loudness_range_lu == pytest.approx(10.0, abs=0.5)
+
+
+def test_loudness_range_of_steady_audio_is_near_zero() -> None:
+    found = analyze(_sine(1000.0, 0.1, 6.0), SR)
+    assert found.loudness_range_lu is not None
+    assert found.loudness_range_lu < 0.5
+
+
+# --- peaks and levels -------------------------------------------------------------------------
+
+
+def test_levels_of_a_sine() -> None:
+    found = analyze(_sine(440.0, 0.5, 2.0), SR)
+    assert found.sample_peak == pytest.approx(0.5, rel=1e-4)
+    assert found.sample_peak_dbfs == pytest.approx(-6.02, abs=0.01)
+    assert found.rms_dbfs == pytest.approx(-9.03, abs=0.01)
+    assert found.crest_factor_db == pytest.approx(3.01, abs=0.01)
+
+
+def test_true_peak_finds_the_peak_between_samples() -> None:
+    # At a quarter of the sample rate with a 45 degree phase every sample is at 0.707 of the
+    # peak: the sample peak reads 3 dB low, the true peak must not.
+    found = analyze(_sine(SR / 4, 0.5, 1.0, phase=math.pi / 4), SR)
+    assert found.sample_peak_dbfs == pytest.approx(-9.03, abs=0.01)
+    assert found.true_peak_dbtp is not None
+    assert found.true_peak_dbtp == pytest.approx(-6.02, abs=0.5)
+
+
+def test_true_peak_is_never_below_sample_peak() -> None:
+    rng = np.random.default_rng(11)
+    for signal in (rng.uniform(-0.9, 0.9, (2, SR)), _sine(1000.0, 0.9, 1.0)):
+        found = analyze(signal, SR)
+        assert found.true_peak_dbtp is not None and found.sample_peak_dbfs is not None
+        assert found.true_peak_dbtp >= found.sample_peak_dbfs
+
+
+# --- stereo image -----------------------------------------------------------------------------
+
+
+def test_balance_of_a_louder_left_channel() -> None:
+    sine = _sine(440.0, 0.2, 1.0)
+    found = analyze(np.stack([sine, 0.5 * sine]), SR)
+    assert found.stereo_balance_db == pytest.approx(20 * math.log10(2), abs=1e-6)
+    assert found.channel_correlation == pytest.approx(1.0)
+
+
+def test_correlation_of_identical_inverted_and_independent_channels() -> None:
+    rng = np.random.default_rng(5)
+    left = 0.1 * rng.standard_normal(SR)
+    assert analyze(np.stack([left, left]), SR).channel_correlation == pytest.approx(1.0)
+    assert analyze(np.stack([left, -left]), SR).channel_correlation == pytest.approx(-1.0)
+    independent = analyze(np.stack([left, 0.1 * rng.standard_normal(SR)]), SR)
+    assert independent.channel_correlation is not None
+    assert abs(independent.channel_correlation) < 0.05
+    assert independent.stereo_balance_db == pytest.approx(0.0, abs=0.2)
+
+
+def test_one_silent_channel() -> None:
+    found = analyze(np.stack([_sine(440.0, 0.2, 1.0), np.zeros(SR)]), SR)
+    assert found.channel_correlation is None
+    assert found.stereo_balance_db is None
+
+
+def test_mono_input() -> None:
+    found = analyze(_sine(440.0, 0.2, 2.0).astype(np.float32), SR)
+    assert found.channels == 1
+    assert found.duration_s == pytest.approx(2.0)
+    assert found.stereo_balance_db == 0.0
+    assert found.channel_correlation == 1.0
+    assert found.integrated_lufs is not None
+
+
+# --- edge cases ---------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("error")
+def test_silence_gives_defined_values() -> None:
+    found = analyze(np.zeros((2, 3 * SR), dtype=np.float32), SR)
+    assert found.integrated_lufs is None
+    assert found.loudness_range_lu is None
+    assert found.sample_peak == 0.0
+    assert found.sample_peak_dbfs is None
+    assert found.true_peak_dbtp is None
+    assert found.rms_dbfs is None
+    assert found.crest_factor_db is None
+    assert found.stereo_balance_db == 0.0
+    assert found.channel_correlation is None
+    assert (found.tempo_bpm, found.tempo_confidence) == (None, 0.0)
+    assert (found.key, found.key_confidence) == (None, 0.0)
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("seconds", [0.0, 0.001, 0.2, 0.45, 0.6, 1.0, 2.5])
+def test_short_audio_gives_defined_values(seconds: float) -> None:
+    rng = np.random.default_rng(1)
+    n = round(seconds * SR)
+    audio = 0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / SR) + 0.01 * rng.standard_normal((2, n))
+    found = analyze(audio, SR)
+    assert found.duration_s == pytest.approx(seconds)
+    assert (found.integrated_lufs is None) == (seconds < export.LOUDNESS_BLOCK_S)
+    assert found.loudness_range_lu is None  # shorter than one 3 s short-term window
+    if seconds < metadata.MIN_ANALYSIS_DURATION:
+        assert (found.tempo_bpm, found.tempo_confidence) == (None, 0.0)
+        assert (found.key, found.key_confidence) == (None, 0.0)
+    json.dumps(found.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_audio_is_rejected(bad: float) -> None:
+    audio = np.zeros((2, SR), dtype=np.float32)
+    audio[1, 100] = bad
+    with pytest.raises(InvalidAudioError, match="NaN or infinite"):
+        analyze(audio, SR)
+
+
+@pytest.mark.parametrize(
+    "audio",
+    [np.zeros((2, 3, 100)), np.zeros((8, 100)), np.zeros(100, dtype=np.int16)],
+    ids=["3-d", "8 channels", "int16"],
+)
+def test_unusable_arrays_are_rejected(audio: np.ndarray) -> None:
+    with pytest.raises(InvalidAudioError):
+        analyze(audio, SR)
+
+
+@pytest.mark.parametrize("rate", [0, -32000, 100, 32000.0])
+def test_unusable_sample_rates_are_rejected(rate: object) -> None:
+    with pytest.raises(InvalidAudioError, match="sample_rate"):
+        analyze(np.zeros(SR), rate)  # type: ignore[arg-type]
+
+
+def test_to_dict_is_json_safe_and_complete() -> None:
+    found = analyze(_sine(440.0, 0.2, 4.0), SR)
+    as_dict = found.to_dict()
+    assert list(as_dict) == [field for field in AudioMetadata.__dataclass_fields__]
+    assert json.loads(json.dumps(as_dict, allow_nan=False)) == as_dict
+    assert all(type(value) in (float, int, str, type(None)) for value in as_dict.values())
+
+
+def test_input_is_not_modified() -> None:
+    audio = _sine(440.0, 0.2, 1.0).astype(np.float32)
+    before = audio.copy()
+    analyze(audio, SR)
+    np.testing.assert_array_equal(audio, before)
+
+
+# --- key names --------------------------------------------------------------------------------
+
+
+def test_key_names_are_24_distinct_sharp_names() -> None:
+    assert len(set(metadata.KEY_NAMES)) == 24
+    assert "A minor" in metadata.KEY_NAMES and "F# major" in metadata.KEY_NAMES
+    assert not any("b " in name for name in metadata.KEY_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("name", "pitch"),
+    [("C", 0), ("c#", 1), ("Db", 1), ("E♭", 3), ("F♯", 6), ("B#", 0), ("Cb", 11), ("bb", 10)],
+)
+def test_pitch_class(name: str, pitch: int) -> None:
+    assert metadata.pitch_class(name) == pitch
+
+
+def test_pitch_class_rejects_non_notes() -> None:
+    with pytest.raises(ValueError, match="not a note name"):
+        metadata.pitch_class("H")
+
+
+def test_relative_keys() -> None:
+    assert metadata.relative_key("A minor") == "C major"
+    assert metadata.relative_key("C major") == "A minor"
+    assert metadata.relative_key("D# minor") == "F# major"
+    for key in metadata.KEY_NAMES:
+        assert metadata.relative_key(metadata.relative_key(key)) == key
