@@ -22,6 +22,8 @@ DEFAULT_TOP_P = 0.0
 DEFAULT_GUIDANCE = 3.0
 #: Largest seed accepted (torch's manual_seed takes 64-bit values; we keep to 32 for portability).
 MAX_SEED = 2**32 - 1
+#: Largest top_k accepted: the database column is a 32-bit integer, and no vocabulary is larger.
+MAX_TOP_K = 2**31 - 1
 
 
 def _check_number(name: str, value: Any) -> float:
@@ -76,6 +78,12 @@ class GenerationRequest:
             )
         if "\x00" in prompt:
             raise ValidationError("prompt", "must not contain NUL characters")
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValidationError(
+                "prompt", "must be valid Unicode text (it holds an unpaired surrogate)"
+            ) from exc
         object.__setattr__(self, "prompt", prompt)
 
         duration = _check_number("duration", self.duration)
@@ -102,8 +110,16 @@ class GenerationRequest:
 
         if _check_number("temperature", self.temperature) <= 0:
             raise ValidationError("temperature", "must be greater than 0", limit="> 0")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValidationError("top_k", "must be an integer >= 0", limit=">= 0")
+        if (
+            isinstance(self.top_k, bool)
+            or not isinstance(self.top_k, int)
+            or not 0 <= self.top_k <= MAX_TOP_K
+        ):
+            raise ValidationError(
+                "top_k",
+                f"must be an integer from 0 to {MAX_TOP_K}",
+                limit=f"0 <= top_k <= {MAX_TOP_K}",
+            )
         if not 0 <= _check_number("top_p", self.top_p) <= 1:
             raise ValidationError("top_p", "must be between 0 and 1", limit="0 <= top_p <= 1")
         if _check_number("guidance_scale", self.guidance_scale) < 1:
