@@ -1,0 +1,424 @@
+"""The one end-to-end workflow: generate -> export to a temp file -> metadata -> rename -> commit.
+
+Every caller (the CLI's ``generate``, the workers, the benchmarks) goes through
+:func:`produce_track`, so a file on disk is always complete, normalised and described by metadata
+taken from exactly the samples it holds. :func:`run_job` wraps it for a queued job (lease,
+progress, completion or failure in the database) and :func:`generate_and_record` for the CLI's
+synchronous ``generate``, which records a completed generation.
+
+Consistency rules the database-facing functions keep:
+
+- a file reaches its final path only after a last lease check, and the row is completed right
+  after, in one transaction;
+- on any failure before the rename the temp file is removed and the job is failed with a message
+  a person can act on;
+- when the database fails after the rename, the file is kept for a queued job (its row is still
+  ``processing``; the retry overwrites it with the same audio) and removed for the CLI unless the
+  row can be seen to exist.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dgx_music.audio.export import (
+    ExportResult,
+    LoudnessNormalizer,
+    WrittenFile,
+    commit_temp,
+    describe_os_error,
+    encode_wav,
+    export_result,
+    write_temp,
+)
+from dgx_music.audio.metadata import AudioMetadata, analyze
+from dgx_music.config import Settings, get_settings
+from dgx_music.errors import (
+    DatabaseUnavailableError,
+    DgxMusicError,
+    ExportError,
+    LeaseLostError,
+    NotFoundError,
+    StorageError,
+)
+from dgx_music.generation.engine import MusicEngine, get_engine
+from dgx_music.generation.request import GenerationRequest, GenerationResult, ProgressCallback
+from dgx_music.jobs.queue import Job, JobManager, JobOutput
+from dgx_music.storage import files
+from dgx_music.storage.database import get_database
+from dgx_music.storage.files import relative_output_path
+from dgx_music.storage.models import utcnow
+
+logger = logging.getLogger(__name__)
+
+#: Least time between two progress writes to the database, seconds.
+PROGRESS_INTERVAL = 1.0
+#: Share of the progress bar the model's steps fill; export and analysis take the rest.
+GENERATION_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class Track:
+    """A finished file with what made it and what it holds."""
+
+    request: GenerationRequest
+    generation: GenerationResult
+    export: ExportResult
+    metadata: AudioMetadata
+    #: Wall time of the whole workflow, seconds.
+    total_seconds: float
+
+    @property
+    def path(self) -> Path:
+        return self.export.path
+
+    def summary(self) -> dict[str, Any]:
+        """The facts a person wants to see after a generation, in display order."""
+        meta = self.metadata
+        return {
+            "model": self.generation.model,
+            "device": self.generation.device,
+            "seed": self.generation.seed,
+            "duration (s)": meta.duration_s,
+            "tempo (BPM)": meta.tempo_bpm,
+            "key": meta.key,
+            "loudness (LUFS)": meta.integrated_lufs,
+            "true peak (dBTP)": meta.true_peak_dbtp,
+            "sample peak": meta.sample_peak,
+            "flags": ", ".join(self.export.flags) or "-",
+            "generation time (s)": self.generation.generation_seconds,
+            "real-time factor": self.generation.realtime_factor,
+            "size (bytes)": self.export.size_bytes,
+        }
+
+
+def produce_track(
+    request: GenerationRequest,
+    final_path: Path,
+    *,
+    engine: MusicEngine | None = None,
+    normalizer: LoudnessNormalizer | None = None,
+    progress: ProgressCallback | None = None,
+    before_commit: Callable[[], None] | None = None,
+) -> Track:
+    """Generate ``request`` and leave a finished WAV at ``final_path``.
+
+    The file appears at ``final_path`` only when everything before the rename succeeded; on any
+    failure the temp file is removed and the exception propagates. ``before_commit`` runs just
+    before the rename (a worker checks it still holds the job there); if it raises, nothing
+    reaches ``final_path``.
+    """
+    started = time.perf_counter()
+    generation = (engine or get_engine()).generate(request, progress=progress)
+    normalised = (normalizer or LoudnessNormalizer.from_settings()).process(
+        generation.audio, generation.sample_rate
+    )
+    data = encode_wav(normalised.audio, normalised.sample_rate)
+    temp = write_temp(data, final_path)
+    try:
+        metadata = analyze(normalised.audio, normalised.sample_rate)
+        if before_commit is not None:
+            before_commit()
+        commit_temp(temp, final_path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    written = WrittenFile.of(final_path, data)
+    return Track(
+        request=request,
+        generation=generation,
+        export=export_result(normalised, written),
+        metadata=metadata,
+        total_seconds=time.perf_counter() - started,
+    )
+
+
+def generate_to_file(
+    request: GenerationRequest,
+    *,
+    out: Path | None = None,
+    progress: ProgressCallback | None = None,
+) -> Track:
+    """Generate into ``out``, or into the outputs directory under a new id when ``out`` is None.
+
+    Nothing is recorded in the database; :func:`generate_and_record` does that.
+    """
+    if out is None:
+        settings = get_settings()
+        relative = relative_output_path(str(uuid.uuid4()), utcnow())
+        out = settings.output_dir / relative
+        out.parent.mkdir(parents=True, exist_ok=True)
+    return produce_track(request, Path(out), progress=progress)
+
+
+def job_output(track: Track, relative_path: Path) -> JobOutput:
+    """The facts a completed row records about ``track``, stored at ``relative_path``."""
+    export, meta, generation = track.export, track.metadata, track.generation
+    details = meta.to_dict()
+    details.update(
+        flags=list(export.flags),
+        gain_db=export.gain_db,
+        limiter_reduction_db=export.limiter_reduction_db,
+        realtime_factor=generation.realtime_factor,
+        reported=dict(generation.reported),
+    )
+    return JobOutput(
+        file_path=relative_path.as_posix(),
+        file_size=export.size_bytes,
+        sha256=export.sha256,
+        sample_rate=export.sample_rate,
+        channels=export.channels,
+        actual_duration=export.duration_s,
+        device=generation.device,
+        seed=generation.seed,
+        generation_seconds=generation.generation_seconds,
+        lufs=meta.integrated_lufs,
+        true_peak=meta.true_peak_dbtp,
+        tempo_bpm=meta.tempo_bpm,
+        key=meta.key,
+        metadata=details,
+    )
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The message a failed job records: the project's own message, or the cause of an OS or
+    unexpected error with a pointer to the worker log."""
+    if isinstance(exc, DgxMusicError):
+        return exc.message
+    if isinstance(exc, OSError):
+        return f"cannot prepare the output directory: {describe_os_error(exc)}"
+    return f"unexpected {type(exc).__name__}: {exc}; the worker log has the traceback"
+
+
+class JobAborted(Exception):
+    """The worker was told to stop while this job was running."""
+
+
+class JobLease:
+    """A worker's hold on one job: renews the lease, writes throttled progress, notices loss.
+
+    :meth:`on_progress` is the engine's progress callback; it raises :class:`LeaseLostError`
+    when the lease was lost and :class:`JobAborted` when ``stop`` is set, which ends the
+    generation early. :meth:`renew` is called by the worker's heartbeat thread.
+
+    Parameters
+    ----------
+    manager, job, worker_id
+        The queue, the claimed job and who claimed it.
+    stop
+        Set when the worker must give the job back instead of finishing it.
+    forward
+        Also told about every progress step (a progress bar).
+    """
+
+    def __init__(
+        self,
+        manager: JobManager,
+        job: Job,
+        worker_id: str,
+        *,
+        stop: threading.Event | None = None,
+        forward: ProgressCallback | None = None,
+    ) -> None:
+        self.manager = manager
+        self.job = job
+        self.worker_id = worker_id
+        self.stop = stop
+        self.forward = forward
+        self.lost: LeaseLostError | None = None
+        self._fraction = 0.0
+        self._last_write = time.monotonic()
+        self._lock = threading.Lock()
+
+    def renew(self, progress: float | None = None) -> None:
+        """Extend the lease; remember (not raise) a lost lease, log an unreachable database."""
+        try:
+            self.manager.heartbeat(self.job.id, self.worker_id, progress)
+        except LeaseLostError as exc:
+            self.lost = exc
+            logger.warning(
+                "job %s: lease lost: %s", self.job.id, exc, extra={"job_id": self.job.id}
+            )
+        except NotFoundError as exc:
+            self.lost = LeaseLostError(f"job {self.job.id} is gone: {exc}")
+        except DgxMusicError as exc:
+            # The database may come back before the lease runs out; confirm() decides.
+            logger.error(
+                "job %s: cannot renew the lease: %s",
+                self.job.id,
+                exc,
+                extra={"action": "heartbeat", "job_id": self.job.id},
+            )
+
+    def on_progress(self, done: int, total: int) -> None:
+        if self.forward is not None:
+            self.forward(done, total)
+        if self.lost is not None:
+            raise self.lost
+        if self.stop is not None and self.stop.is_set():
+            raise JobAborted(f"worker {self.worker_id} is stopping")
+        fraction = GENERATION_SHARE * done / total if total > 0 else 0.0
+        now = time.monotonic()
+        with self._lock:
+            due = now - self._last_write >= PROGRESS_INTERVAL
+            if due:
+                self._last_write = now
+            self._fraction = fraction
+        if due:
+            self.renew(fraction)
+
+    def confirm(self) -> None:
+        """Renew the lease or raise: the last check before the file is renamed into place."""
+        if self.lost is not None:
+            raise self.lost
+        self.manager.heartbeat(self.job.id, self.worker_id, GENERATION_SHARE)
+
+
+def run_job(
+    manager: JobManager,
+    job: Job,
+    *,
+    worker_id: str,
+    engine: MusicEngine | None = None,
+    settings: Settings | None = None,
+    progress: ProgressCallback | None = None,
+    lease: JobLease | None = None,
+) -> Job:
+    """Run a claimed job to the end and return it as stored: completed, failed, or (when the
+    worker stopped) pending again.
+
+    Raises
+    ------
+    DatabaseUnavailableError
+        The database went away. The temp file is gone; the row stays ``processing`` and is
+        re-queued when its lease expires.
+    """
+    settings = settings or manager.settings
+    lease = lease or JobLease(manager, job, worker_id, forward=progress)
+    relative = relative_output_path(job.id, job.created_at)
+    final = settings.output_dir / relative
+    log_extra = {"job_id": job.id}
+    try:
+        request = job.request()
+        final.parent.mkdir(parents=True, exist_ok=True)
+        track = produce_track(
+            request, final, engine=engine, progress=lease.on_progress, before_commit=lease.confirm
+        )
+    except LeaseLostError as exc:
+        logger.warning("job %s abandoned: %s", job.id, exc, extra=log_extra)
+        return manager.get(job.id)
+    except JobAborted:
+        return manager.release(job.id, worker_id, f"worker {worker_id} stopped; re-queued")
+    except DatabaseUnavailableError:
+        raise
+    except Exception as exc:
+        if not isinstance(exc, DgxMusicError | OSError):
+            logger.exception("job %s: unexpected error", job.id, extra=log_extra)
+        return manager.fail(job.id, worker_id, describe_failure(exc))
+
+    try:
+        return manager.complete(job.id, worker_id, job_output(track, relative))
+    except LeaseLostError as exc:
+        # Another worker holds the job now and writes the same audio (same seed) to the same
+        # path; removing the file here could remove theirs.
+        logger.warning("job %s finished after its lease was lost: %s", job.id, exc, extra=log_extra)
+        return manager.get(job.id)
+    except DatabaseUnavailableError:
+        # The commit may or may not have happened; keep the file. If it did not, the row is
+        # still processing, and the retry overwrites the file or recovery removes it.
+        raise
+    except StorageError as exc:
+        files.remove_output_file(final)
+        return manager.fail(job.id, worker_id, f"could not record the result: {exc}")
+
+
+@dataclass(frozen=True)
+class RecordedTrack:
+    """A track written into the output layout and recorded as a completed generation."""
+
+    track: Track
+    job: Job
+    #: Where the file is: in the output layout, or the ``out`` copy when one was asked for.
+    path: Path
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.job.id, **self.track.summary()}
+
+
+def cli_worker_id() -> str:
+    """The worker id the CLI's synchronous ``generate`` records."""
+    return f"cli-{socket.gethostname()}-{os.getpid()}"
+
+
+def generate_and_record(
+    request: GenerationRequest,
+    *,
+    out: Path | None = None,
+    progress: ProgressCallback | None = None,
+    manager: JobManager | None = None,
+    engine: MusicEngine | None = None,
+    settings: Settings | None = None,
+) -> RecordedTrack:
+    """Generate ``request`` now, into the output layout, and record it as completed.
+
+    The database is opened first, so an unreachable one fails before any work. With ``out``,
+    a copy of the file is also written there (atomically).
+
+    Raises
+    ------
+    DatabaseUnavailableError
+        Before generating, or after: then the file is removed unless its row can be seen.
+    ExportError
+        The file or its copy could not be written.
+    """
+    settings = settings or get_settings()
+    if out is not None and not Path(out).parent.is_dir():
+        raise ExportError(out, "directory missing")
+    manager = manager or JobManager(get_database(settings), settings=settings)
+    job_id = str(uuid.uuid4())
+    created_at = utcnow()
+    relative = relative_output_path(job_id, created_at)
+    final = settings.output_dir / relative
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(final, describe_os_error(exc)) from exc
+    track = produce_track(request, final, engine=engine, progress=progress)
+    try:
+        job = manager.record_completed(
+            job_id,
+            request,
+            job_output(track, relative),
+            created_at=created_at,
+            started_at=created_at,
+            worker_id=cli_worker_id(),
+        )
+    except DgxMusicError:
+        if not _row_exists(manager, job_id):
+            files.remove_output_file(final)
+        raise
+    path = final
+    if out is not None:
+        path = Path(out)
+        commit_temp(write_temp(final.read_bytes(), path), path)
+    return RecordedTrack(track=track, job=job, path=path)
+
+
+def _row_exists(manager: JobManager, job_id: str) -> bool:
+    try:
+        manager.get(job_id)
+    except NotFoundError:
+        return False
+    except DgxMusicError:
+        # Cannot tell; most failures to record happen before the commit, so the file goes.
+        return False
+    return True

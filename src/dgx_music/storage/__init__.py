@@ -1,0 +1,1 @@
+"""Generation history: ORM models, database engines and sessions, migrations, output files."""
