@@ -1,0 +1,197 @@
+"""Error handling and edge cases, end to end (spec, module 3).
+
+Bad input is refused at the door with the field named (CLI exit 2), and nothing already stored
+changes. Resource failures fail the job with a message a person can act on and leave neither a
+partial file nor a row pointing at a missing file. GPU faults are injected into the real tiny
+MusicGen backend, since this machine has no GPU.
+"""
+
+from __future__ import annotations
+
+import errno
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from tests.utils.db_helpers import synth_request, temp_files, wav_files
+from typer.testing import CliRunner
+
+from dgx_music.audio import export
+from dgx_music.cli import app
+from dgx_music.config import get_settings
+from dgx_music.generation.engine import MusicEngine
+from dgx_music.jobs.queue import Job, JobManager
+from dgx_music.jobs.worker import Worker
+from dgx_music.storage.models import GenerationStatus
+
+pytestmark = pytest.mark.usefixtures("warm_metadata")
+runner = CliRunner()
+
+#: What torch says when CUDA runs out of memory (shortened).
+OOM_MESSAGE = "CUDA out of memory. Tried to allocate 3.50 GiB. GPU 0 has 1.02 GiB free."
+
+
+@pytest.fixture
+def stored(manager: JobManager) -> list[Job]:
+    """A history that bad input must leave exactly as it is."""
+    manager.submit(synth_request(seed=1))
+    Worker(manager, worker_id="setup", exit_when_empty=True).run()
+    manager.submit(synth_request(seed=2))
+    return manager.list(limit=100)[0]
+
+
+def submit_via_cli(*arguments: str) -> Any:
+    return runner.invoke(app, ["submit", *arguments])
+
+
+def assert_refused(result: Any, field: str, manager: JobManager, stored: list[Job]) -> None:
+    assert result.exit_code == 2, result.output
+    assert f"{field}:" in result.output
+    assert "Traceback" not in result.output
+    assert manager.list(limit=100)[0] == stored
+
+
+class TestInvalidInputs:
+    def test_empty_prompt(self, manager: JobManager, stored: list[Job]):
+        assert_refused(submit_via_cli("   ", "--model", "synth"), "prompt", manager, stored)
+
+    def test_too_long_prompt(self, manager: JobManager, stored: list[Job]):
+        result = submit_via_cli("a" * 1001, "--model", "synth")
+        assert_refused(result, "prompt", manager, stored)
+        assert "1000" in result.output
+
+    def test_special_characters_in_prompt(self, manager: JobManager, stored: list[Job]):
+        prompt = "Ünïcödé 🎹 \"quotes\" 'single' <b>html</b> ; DROP TABLE generations; -- \\ %s"
+        result = submit_via_cli(prompt, "--model", "synth", "--duration", "1")
+        assert result.exit_code == 0, result.output
+        Worker(manager, worker_id="special", exit_when_empty=True).run()
+        newest = manager.list(limit=1)[0][0]
+        assert newest.prompt == prompt
+        assert newest.status is GenerationStatus.COMPLETED
+        assert prompt not in newest.file_path  # type: ignore[operator]
+
+    def test_negative_duration(self, manager: JobManager, stored: list[Job]):
+        result = submit_via_cli("ok", "--model", "synth", "--duration", "-5")
+        assert_refused(result, "duration", manager, stored)
+
+    def test_zero_duration(self, manager: JobManager, stored: list[Job]):
+        result = submit_via_cli("ok", "--model", "synth", "--duration", "0")
+        assert_refused(result, "duration", manager, stored)
+
+    def test_too_long_duration(self, manager: JobManager, stored: list[Job]):
+        result = submit_via_cli("ok", "--model", "synth", "--duration", "30.01")
+        assert_refused(result, "duration", manager, stored)
+        assert "30" in result.output
+
+    def test_invalid_model_name(self, manager: JobManager, stored: list[Job]):
+        result = submit_via_cli("ok", "--model", "facebook/musicgen-gigantic")
+        assert_refused(result, "model", manager, stored)
+        assert "facebook/musicgen-small" in result.output
+
+
+def run_failing_job(
+    manager: JobManager, monkeypatch: pytest.MonkeyPatch, target: Any, name: str, fault: Callable
+) -> Job:
+    job = manager.submit(synth_request(duration=1.0))
+    monkeypatch.setattr(target, name, fault)
+    Worker(manager, worker_id="faulty", max_jobs=1).run()
+    monkeypatch.undo()
+    failed = manager.get(job.id)
+    assert failed.status is GenerationStatus.FAILED
+    assert failed.file_path is None
+    assert wav_files(manager.output_dir) == [] or manager.check().ok
+    assert temp_files(manager.output_dir) == []
+    return failed
+
+
+class TestResourceFailures:
+    def test_disk_full_simulation(self, manager: JobManager, monkeypatch: pytest.MonkeyPatch):
+        def full(fd: int, data: object) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        failed = run_failing_job(manager, monkeypatch, export.os, "write", full)
+        assert "disk full" in (failed.error or "")
+
+    def test_output_directory_missing(
+        self, manager: JobManager, tmp_path, monkeypatch: pytest.MonkeyPatch
+    ):
+        # The output directory is not there and cannot be made: a file sits where it should be.
+        blocker = tmp_path / "not-a-directory"
+        blocker.write_text("in the way")
+        monkeypatch.setenv("DGX_MUSIC_OUTPUT_DIR", str(blocker / "outputs"))
+        get_settings.cache_clear()
+        moved = JobManager(manager.database)
+        job = moved.submit(synth_request(duration=1.0))
+        Worker(moved, worker_id="no-dir", max_jobs=1).run()
+        failed = moved.get(job.id)
+        assert failed.status is GenerationStatus.FAILED
+        assert "not-a-directory" in (failed.error or "") or "directory" in (failed.error or "")
+        assert blocker.read_text() == "in the way"
+
+    def test_file_permission_error(self, manager: JobManager, monkeypatch: pytest.MonkeyPatch):
+        def denied(*args: object, **kwargs: object) -> tuple[int, str]:
+            raise PermissionError(errno.EACCES, "Permission denied")
+
+        failed = run_failing_job(manager, monkeypatch, tempfile, "mkstemp", denied)
+        assert "permission denied" in (failed.error or "")
+
+    def test_database_connection_failure(self, tmp_path, monkeypatch: pytest.MonkeyPatch):
+        # Nothing listens on port 9 of the loopback: the database is unreachable at start.
+        monkeypatch.setenv(
+            "DGX_MUSIC_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:9/nowhere"
+        )
+        get_settings.cache_clear()
+        result = runner.invoke(app, ["generate", "ok", "--model", "synth", "--duration", "1"])
+        assert result.exit_code == 1, result.output
+        assert "unavailable" in result.output and "127.0.0.1:9" in result.output
+        assert "Traceback" not in result.output
+        assert not list((tmp_path / "outputs").rglob("*.wav"))
+
+
+class TestGPUFallback:
+    def test_cuda_unavailable_cpu_fallback(
+        self, manager: JobManager, monkeypatch: pytest.MonkeyPatch, caplog
+    ):
+        monkeypatch.setenv("DGX_MUSIC_DEVICE", "auto")
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        get_settings.cache_clear()
+        job = manager.submit(synth_request(model="tiny", duration=1.0))
+        Worker(manager, worker_id="cpu-only", engine=MusicEngine(), max_jobs=1).run()
+        done = manager.get(job.id)
+        assert done.status is GenerationStatus.COMPLETED, done.error
+        assert done.device == "cpu"
+        assert done.lufs == pytest.approx(-16.0, abs=0.2)
+
+    @pytest.mark.parametrize("fallback", [True, False])
+    def test_gpu_memory_error_handling(
+        self, manager: JobManager, monkeypatch: pytest.MonkeyPatch, fallback: bool
+    ):
+        monkeypatch.setenv("DGX_MUSIC_CPU_FALLBACK", str(fallback).lower())
+        get_settings.cache_clear()
+        engine = MusicEngine()
+        backend = engine.backend("tiny")
+        backend.load()  # type: ignore[attr-defined]
+        model = backend._model  # type: ignore[attr-defined]
+        original = model.generate
+        calls: list[int] = []
+
+        def out_of_memory_once(*args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            if len(calls) == 1:
+                raise torch.cuda.OutOfMemoryError(OOM_MESSAGE)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(model, "generate", out_of_memory_once)
+        monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+        job = manager.submit(synth_request(model="tiny", duration=1.0))
+        Worker(manager, worker_id="oom", engine=engine, max_jobs=1).run()
+        result = manager.get(job.id)
+        if fallback:
+            assert result.status is GenerationStatus.COMPLETED, result.error
+            assert result.device == "cpu" and len(calls) == 2
+        else:
+            assert result.status is GenerationStatus.FAILED
+            assert "3.50 GiB" in (result.error or "")
+            assert result.file_path is None and wav_files(manager.output_dir) == []
