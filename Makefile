@@ -41,5 +41,12 @@ demo: $(STAMP)
 	$(BIN)/dgx-music generate "warm lofi hip hop groove, 84 bpm in A minor" \
 		--model synth --duration 8 --seed 42
 
+serve: $(STAMP)
+	$(BIN)/dgx-music serve
+
+bench: $(STAMP)
+	$(BIN)/asv machine --yes
+	$(BIN)/asv run --python=same --set-commit-hash $$(git rev-parse HEAD)
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov

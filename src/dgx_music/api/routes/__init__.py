@@ -1,0 +1,1 @@
+"""One router per resource; :mod:`dgx_music.api.app` wires them together."""

@@ -1,0 +1,246 @@
+"""The work behind the routes, as plain functions the handlers call.
+
+Nothing here knows about HTTP: functions take the queue, the engine and the settings, return
+values or raise the project's errors, and :mod:`dgx_music.api.errors` maps those to statuses.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from dgx_music import __version__
+from dgx_music.api.config import ApiSettings
+from dgx_music.api.schemas import (
+    DatabaseHealth,
+    EngineHealth,
+    GenerationCreate,
+    GpuPublic,
+    HealthPublic,
+    InfoPublic,
+    ModelPublic,
+    ModelsPublic,
+    QueueHealth,
+    WorkersHealth,
+)
+from dgx_music.api.workers import WorkerPool
+from dgx_music.config import Settings
+from dgx_music.errors import (
+    DgxMusicError,
+    JobStateError,
+    NotFoundError,
+    UnknownModelError,
+    ValidationError,
+)
+from dgx_music.generation.engine import MusicEngine, choose_device
+from dgx_music.generation.musicgen import download_hint
+from dgx_music.generation.request import MAX_SEED
+from dgx_music.gpu import gpu_status
+from dgx_music.jobs.queue import Job, JobManager, JobStatus
+from dgx_music.storage.database import get_database
+
+logger = logging.getLogger(__name__)
+
+#: Waveform columns returned when a client asks for none, and the most it may ask for.
+DEFAULT_WAVEFORM_POINTS = 800
+MAX_WAVEFORM_POINTS = 4000
+#: Decimal places of waveform values (1e-4 of full scale is below one pixel).
+WAVEFORM_DECIMALS = 4
+
+
+def submit_generation(body: GenerationCreate, *, manager: JobManager, engine: MusicEngine) -> Job:
+    """Validate ``body`` and queue it.
+
+    Raises
+    ------
+    ValidationError
+        A value is out of range, or the model is unknown or not installed on this server.
+    """
+    request = body.to_request()
+    ensure_model_installed(request.model, engine)
+    return manager.submit(request)
+
+
+def ensure_model_installed(name: str, engine: MusicEngine) -> None:
+    """Refuse a model the API does not serve: unknown names, and checkpoints not on disk.
+
+    Only registry names are accepted over HTTP; a local checkpoint directory is a CLI feature,
+    since a path from a client must never make the server look around its file system.
+    """
+    models = {model.name: model for model in engine.available_models()}
+    model = models.get(name)
+    if model is None:
+        raise UnknownModelError(name, list(models))
+    if not model.available_offline:
+        raise ValidationError(
+            "model",
+            f"{name} is not installed on this server (its weights are not on disk, and "
+            f"dgx-music never downloads them); an administrator can {download_hint(name)}",
+            limit="a model listed as available by GET /api/v1/models",
+        )
+
+
+def delete_generation(manager: JobManager, generation_id: str) -> Job | None:
+    """Cancel a pending generation (returned, kept as cancelled) or delete a finished one with
+    its file (``None``).
+
+    Raises
+    ------
+    JobStateError
+        A worker is processing it.
+    NotFoundError
+        No such generation.
+    """
+    manager.delete(generation_id)
+    try:
+        return manager.get(generation_id)
+    except NotFoundError:
+        return None
+
+
+def audio_path(job: Job, output_dir: Path) -> Path:
+    """The WAV file of a completed job, which must lie inside ``output_dir``.
+
+    Raises
+    ------
+    JobStateError
+        The job is not completed.
+    NotFoundError
+        The file is missing, or the row points outside the outputs directory.
+    """
+    if job.status is not JobStatus.COMPLETED or job.file_path is None:
+        raise JobStateError(
+            f"generation {job.id} is {job.status}; its audio exists once it is completed"
+        )
+    root = output_dir.resolve()
+    path = (root / job.file_path).resolve()
+    if not path.is_relative_to(root) or path.name != f"{job.id}.wav":
+        logger.error(
+            "generation %s points outside the outputs directory: %s",
+            job.id,
+            job.file_path,
+            extra={"action": "audio", "job_id": job.id},
+        )
+        raise NotFoundError(f"generation {job.id} has no file in the outputs directory")
+    if not path.is_file():
+        raise NotFoundError(
+            f"the file of generation {job.id} is missing from the outputs directory; "
+            "`dgx-music db check` lists such problems and `dgx-music db cleanup` repairs them"
+        )
+    return path
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an ``If-None-Match`` header names ``etag`` (weak comparison, RFC 9110 13.1.2)."""
+    if not if_none_match:
+        return False
+    tags = [tag.strip() for tag in if_none_match.split(",")]
+    return any(tag == "*" or tag.removeprefix("W/") == etag for tag in tags)
+
+
+def waveform(path: Path, sha256: str, points: int) -> tuple[list[float], list[float], float]:
+    """The lowest and highest sample of the mono mix in ``points`` equal columns, and the
+    track's length, seconds. Cached by file content."""
+    return _waveform(str(path), sha256, points)
+
+
+@lru_cache(maxsize=64)
+def _waveform(path: str, sha256: str, points: int) -> tuple[list[float], list[float], float]:
+    try:
+        audio, sample_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (OSError, RuntimeError, soundfile.LibsndfileError) as exc:
+        raise NotFoundError(f"cannot read the audio file: {exc}") from exc
+    mono = audio.mean(axis=1, dtype=np.float64)
+    duration = len(mono) / sample_rate if sample_rate else 0.0
+    if len(mono) == 0:
+        zeros = [0.0] * points
+        return zeros, list(zeros), duration
+    per_column = -(-len(mono) // points)
+    padded = np.pad(mono, (0, per_column * points - len(mono)), mode="edge")
+    columns = padded.reshape(points, per_column)
+    minimum = np.round(columns.min(axis=1), WAVEFORM_DECIMALS)
+    maximum = np.round(columns.max(axis=1), WAVEFORM_DECIMALS)
+    return minimum.tolist(), maximum.tolist(), duration
+
+
+def list_models(engine: MusicEngine, settings: Settings) -> ModelsPublic:
+    models = [
+        ModelPublic(
+            name=model.name,
+            kind=model.kind,
+            available=model.available_offline,
+            default=model.name == settings.default_model,
+        )
+        for model in engine.available_models()
+    ]
+    return ModelsPublic(data=models, count=len(models), default_model=settings.default_model)
+
+
+def service_info(settings: Settings, api_settings: ApiSettings) -> InfoPublic:
+    return InfoPublic(
+        version=__version__,
+        default_model=settings.default_model,
+        max_duration=settings.max_duration,
+        max_prompt_length=settings.max_prompt_length,
+        max_seed=MAX_SEED,
+        auth_required=api_settings.auth_required,
+        max_body_bytes=api_settings.max_body_bytes,
+    )
+
+
+def check_health(settings: Settings, engine: MusicEngine, pool: WorkerPool | None) -> HealthPublic:
+    """Database, engine and queue facts; ``status`` is ``unavailable`` without a database and
+    ``degraded`` when the engine cannot run the default model."""
+    database = DatabaseHealth(ok=False, backend=None)
+    queue = QueueHealth(depth=None, processing=None)
+    try:
+        manager = JobManager(get_database(settings), settings=settings)
+        database.backend = manager.database.backend
+        counts = manager.counts_by_status()
+    except DgxMusicError as exc:
+        database.error = exc.message
+    else:
+        database.ok = True
+        queue = QueueHealth(
+            depth=counts[JobStatus.PENDING], processing=counts[JobStatus.PROCESSING]
+        )
+
+    engine_health = EngineHealth(
+        ok=True,
+        device=None,
+        default_model=settings.default_model,
+        default_model_available=False,
+        gpus=[GpuPublic(**vars(gpu)) for gpu in gpu_status()],
+    )
+    try:
+        engine_health.device = choose_device(settings.device)
+    except DgxMusicError as exc:
+        engine_health.ok = False
+        engine_health.error = exc.message
+    available = {model.name for model in engine.available_models() if model.available_offline}
+    engine_health.default_model_available = settings.default_model in available
+    if not engine_health.default_model_available and engine_health.ok:
+        engine_health.error = f"the default model {settings.default_model} is not installed"
+
+    workers = WorkersHealth(
+        configured=pool.concurrency if pool is not None else 0,
+        running=pool is not None and pool.running,
+    )
+    if not database.ok:
+        status = "unavailable"
+    elif not engine_health.ok or not engine_health.default_model_available:
+        status = "degraded"
+    else:
+        status = "ok"
+    return HealthPublic(
+        status=status,
+        version=__version__,
+        database=database,
+        engine=engine_health,
+        queue=queue,
+        workers=workers,
+    )

@@ -1,0 +1,185 @@
+"""``/health``, ``/metrics``, ``/models``, ``/info`` and CORS."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dgx_music.api import create_app
+from dgx_music.api.config import ApiSettings
+from dgx_music.config import get_settings
+from dgx_music.gpu import GpuStatus
+from tests.api.helpers import API, synth_body
+
+#: One sample line of the Prometheus text format: name, optional labels, value.
+SAMPLE = re.compile(
+    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? '
+    r"(-?[0-9.e+-]+|\+Inf|-Inf|NaN)$"
+)
+
+
+def metric_values(text: str) -> dict[str, float]:
+    values = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        assert SAMPLE.match(line), line
+        name, value = line.rsplit(" ", 1)
+        values[name] = float(value)
+    return values
+
+
+def test_health_reports_database_engine_queue_and_workers(
+    database: Any, idle_client: TestClient
+) -> None:
+    for _ in range(2):
+        idle_client.post(f"{API}/generations", json=synth_body())
+
+    response = idle_client.get(f"{API}/health")
+
+    assert response.status_code == 200
+    health = response.json()
+    assert health["status"] in {"ok", "degraded"}
+    assert health["database"] == {"ok": True, "backend": database.backend, "error": None}
+    assert health["engine"]["device"] == "cpu"
+    assert health["engine"]["default_model"] == get_settings().default_model
+    assert health["queue"] == {"depth": 2, "processing": 0}
+    assert health["workers"] == {"configured": 0, "running": False}
+
+
+def test_health_shows_running_workers(client: TestClient) -> None:
+    assert client.get(f"{API}/health").json()["workers"] == {"configured": 1, "running": True}
+
+
+@pytest.fixture
+def unreachable_database(monkeypatch: pytest.MonkeyPatch) -> TestClient:
+    # Nothing listens on port 9 of the loopback interface: connections are refused at once.
+    monkeypatch.setenv("DGX_MUSIC_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:9/none")
+    get_settings.cache_clear()
+    with TestClient(create_app(start_workers=False, api_settings=ApiSettings())) as client:
+        yield client
+
+
+def test_health_is_503_when_the_database_is_down(unreachable_database: TestClient) -> None:
+    response = unreachable_database.get(f"{API}/health")
+
+    assert response.status_code == 503
+    health = response.json()
+    assert health["status"] == "unavailable"
+    assert health["database"]["ok"] is False
+    assert "127.0.0.1:9" in health["database"]["error"]
+    assert health["queue"] == {"depth": None, "processing": None}
+
+
+def test_routes_answer_503_when_the_database_is_down(unreachable_database: TestClient) -> None:
+    submitted = unreachable_database.post(f"{API}/generations", json=synth_body())
+    listed = unreachable_database.get(f"{API}/generations")
+    metrics = unreachable_database.get(f"{API}/metrics")
+
+    for response in (submitted, listed):
+        assert response.status_code == 503
+        assert response.json()["error"] == "service_unavailable"
+        assert response.headers["retry-after"] == "5"
+    assert metrics.status_code == 200
+    assert metric_values(metrics.text)["dgx_music_database_up"] == 0
+
+
+def test_workers_wait_for_the_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DGX_MUSIC_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:9/none")
+    get_settings.cache_clear()
+    app = create_app(start_workers=True, api_settings=ApiSettings())
+
+    with TestClient(app) as client:
+        deadline = time.monotonic() + 10
+        while client.get(f"{API}/health").json()["workers"]["running"]:
+            assert time.monotonic() < deadline, "the workers did not notice the database is down"
+            time.sleep(0.05)
+        assert client.get(f"{API}/health").json()["workers"]["configured"] == 1
+    assert not app.state.worker_pool.running
+
+
+def test_metrics_count_jobs_and_generation_time(
+    client: TestClient, completed: dict[str, Any]
+) -> None:
+    client.post(f"{API}/generations", json=synth_body())  # may still be pending or processing
+
+    response = client.get(f"{API}/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    values = metric_values(response.text)
+    assert values["dgx_music_database_up"] == 1
+    assert values['dgx_music_jobs{status="completed"}'] >= 1
+    assert (
+        sum(
+            values[f'dgx_music_jobs{{status="{status}"}}']
+            for status in ("pending", "processing", "completed", "failed", "cancelled")
+        )
+        == 2
+    )
+    assert values["dgx_music_queue_depth"] == values['dgx_music_jobs{status="pending"}']
+    assert values["dgx_music_workers"] == 1
+    assert values["dgx_music_generation_seconds_count"] >= 1
+    assert values['dgx_music_generation_seconds_bucket{le="+Inf"}'] >= 1
+    assert values["dgx_music_generation_seconds_sum"] > 0
+    assert values["dgx_music_job_seconds_count"] >= 1
+    assert values['dgx_music_worker_jobs_total{outcome="completed"}'] >= 1
+    assert "# TYPE dgx_music_generation_seconds histogram" in response.text
+
+
+def test_metrics_show_gpu_memory_when_present(
+    idle_client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gpu = GpuStatus(index=0, name='NVIDIA "GB10"', memory_total_mb=1024.0, memory_used_mb=256.0)
+    monkeypatch.setattr("dgx_music.api.routes.metrics.gpu_status", lambda: [gpu])
+
+    values = metric_values(idle_client.get(f"{API}/metrics").text)
+
+    labels = 'gpu="0",name="NVIDIA \\"GB10\\""'
+    assert values[f"dgx_music_gpu_memory_used_bytes{{{labels}}}"] == 256 * 1024 * 1024
+    assert values[f"dgx_music_gpu_memory_total_bytes{{{labels}}}"] == 1024 * 1024 * 1024
+
+
+def test_models_list_says_what_is_installed(idle_client: TestClient) -> None:
+    models = idle_client.get(f"{API}/models").json()
+
+    by_name = {model["name"]: model for model in models["data"]}
+    assert models["count"] == len(models["data"])
+    assert by_name["synth"] == {
+        "name": "synth",
+        "kind": "synth",
+        "available": True,
+        "default": False,
+    }
+    assert by_name["tiny"]["available"] is True
+    assert models["default_model"] == get_settings().default_model
+    assert by_name[models["default_model"]]["default"] is True
+
+
+def test_info_states_the_limits(idle_client: TestClient) -> None:
+    info = idle_client.get(f"{API}/info").json()
+
+    assert info["max_duration"] == 30
+    assert info["max_prompt_length"] == 1000
+    assert info["max_seed"] == 2**32 - 1
+    assert info["max_body_bytes"] == 65536
+    assert info["auth_required"] is False
+
+
+def test_cors_is_off_unless_configured(make_client: Any) -> None:
+    origin = {"Origin": "http://elsewhere.example"}
+    closed = make_client()
+    opened = make_client(cors_origins=["http://elsewhere.example"])
+
+    assert "access-control-allow-origin" not in closed.get(f"{API}/info", headers=origin).headers
+    allowed = opened.get(f"{API}/info", headers=origin)
+    assert allowed.headers["access-control-allow-origin"] == "http://elsewhere.example"
+    preflight = opened.options(
+        f"{API}/generations",
+        headers={**origin, "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 200
