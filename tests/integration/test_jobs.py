@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 from tests.utils.db_helpers import (
-    FailingEngine,
-    StallingEngine,
     drain_queue_in_forked_process,
     synth_request,
     temp_files,
     wav_files,
 )
+from tests.utils.mock_helpers import MockMusicGenerationEngine
 
 from dgx_music.audio import quality
 from dgx_music.errors import GenerationError
@@ -69,7 +68,9 @@ def test_run_job_writes_the_file_and_completes_the_row(manager: JobManager, outp
 def test_a_generation_error_fails_the_job_with_its_message(manager: JobManager, output_dir: Path):
     manager.submit(synth_request())
     claimed = manager.claim("w1")
-    engine = FailingEngine(GenerationError("the model produced silence; try another seed"))
+    engine = MockMusicGenerationEngine(
+        fail_with=GenerationError("the model produced silence; try another seed")
+    )
     failed = run_job(manager, claimed, worker_id="w1", engine=engine)
     assert failed.status is JobStatus.FAILED
     assert failed.error == "the model produced silence; try another seed"
@@ -79,7 +80,12 @@ def test_a_generation_error_fails_the_job_with_its_message(manager: JobManager, 
 def test_an_unexpected_error_fails_the_job_and_points_at_the_log(manager: JobManager):
     manager.submit(synth_request())
     claimed = manager.claim("w1")
-    failed = run_job(manager, claimed, worker_id="w1", engine=FailingEngine(KeyError("bug")))
+    failed = run_job(
+        manager,
+        claimed,
+        worker_id="w1",
+        engine=MockMusicGenerationEngine(fail_with=KeyError("bug")),
+    )
     assert failed.status is JobStatus.FAILED
     assert "unexpected KeyError" in failed.error and "log" in failed.error
 
@@ -97,7 +103,7 @@ def test_a_worker_drains_the_queue_and_stops_when_empty(manager: JobManager, out
 
 def test_an_aborted_worker_releases_its_job(manager: JobManager, output_dir: Path):
     job = manager.submit(synth_request())
-    worker = Worker(manager, worker_id="w1", engine=StallingEngine(delay=5.0, steps=50))
+    worker = Worker(manager, worker_id="w1", engine=MockMusicGenerationEngine(5.0, steps=50))
     claimed = manager.claim("w1")
     timer = threading.Timer(0.3, worker.abort.set)
     timer.start()
@@ -123,7 +129,7 @@ def test_the_heartbeat_keeps_a_long_job_leased(
     manager = JobManager(database)
     job = manager.submit(synth_request())
     # 1.5 s of generation without progress callbacks: only the heartbeat thread renews.
-    worker = Worker(manager, worker_id="w1", engine=StallingEngine(delay=1.5, steps=1))
+    worker = Worker(manager, worker_id="w1", engine=MockMusicGenerationEngine(1.5, steps=1))
     rival = JobManager(database)
     stop_rival = threading.Event()
     recovered: list[int] = []

@@ -5,9 +5,8 @@
 - :func:`synth_request` is a valid request for the fast offline ``synth`` model.
 - :class:`FakeClock` is a clock a :class:`~dgx_music.jobs.queue.JobManager` can be given, so
   leases expire without sleeping.
-- :class:`StallingEngine` is a real :class:`~dgx_music.generation.engine.MusicEngine` that
-  waits before each generation; :func:`stalling_worker_main` runs a worker subprocess whose job
-  stalls after its temp file is written (the SIGKILL tests).
+- :func:`stalling_worker_main` runs a worker subprocess whose job stalls (the SIGKILL tests),
+  using :class:`~tests.utils.mock_helpers.MockMusicGenerationEngine`.
 """
 
 from __future__ import annotations
@@ -24,8 +23,7 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
-from dgx_music.generation.engine import MusicEngine
-from dgx_music.generation.request import GenerationRequest, GenerationResult, ProgressCallback
+from dgx_music.generation.request import GenerationRequest
 from dgx_music.storage.database import Database
 from dgx_music.storage.files import relative_output_path
 from dgx_music.storage.models import Generation, GenerationStatus, Prompt, prompt_digest
@@ -216,45 +214,6 @@ def _seed_row(
     return row
 
 
-class StallingEngine(MusicEngine):
-    """The real engine, after a pause: ``delay`` seconds, in steps that report progress.
-
-    Parameters
-    ----------
-    delay
-        Seconds to wait before generating.
-    steps
-        Progress callbacks during the wait (each a chance for the worker to abort).
-    """
-
-    def __init__(self, delay: float, steps: int = 10, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.delay = delay
-        self.steps = steps
-
-    def generate(
-        self, request: GenerationRequest, progress: ProgressCallback | None = None
-    ) -> GenerationResult:
-        for step in range(self.steps):
-            time.sleep(self.delay / self.steps)
-            if progress is not None:
-                progress(step + 1, self.steps + 1)
-        return super().generate(request, progress=None)
-
-
-class FailingEngine(MusicEngine):
-    """An engine whose generation raises ``error`` (fault injection)."""
-
-    def __init__(self, error: BaseException, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.error = error
-
-    def generate(
-        self, request: GenerationRequest, progress: ProgressCallback | None = None
-    ) -> GenerationResult:
-        raise self.error
-
-
 def temp_files(output_dir: Path) -> list[Path]:
     """Temp files :func:`dgx_music.audio.export.write_temp` left under ``output_dir``."""
     return sorted(output_dir.rglob(".*.tmp")) if output_dir.is_dir() else []
@@ -288,9 +247,10 @@ def stalling_pool_main() -> None:
     """``run_workers`` with its signal handlers, one thread, and an engine that stalls for
     ``$DGX_MUSIC_TEST_STALL_SECONDS`` before generating (the SIGTERM tests)."""
     from dgx_music.jobs.worker import run_workers
+    from tests.utils.mock_helpers import MockMusicGenerationEngine
 
     stall = float(os.environ[STALL_VARIABLE])
-    run_workers(1, engine=StallingEngine(delay=stall, steps=20), max_jobs=1)
+    run_workers(1, engine=MockMusicGenerationEngine(stall, steps=20), max_jobs=1)
 
 
 def drain_queue_in_forked_process(database_url: str, output_dir: str) -> None:

@@ -1,16 +1,14 @@
-"""A fault-injecting engine for tests that need a model to be slow, fail, or count its calls.
+"""A fault-injecting engine for tests that need a model to be slow, to fail, or to count calls.
 
 It implements :class:`~dgx_music.generation.engine.MusicEngine`'s interface and, unless told to
-fail, generates with the real ``synth`` backend, so the audio flowing through the pipeline is
-real music-like material with a known tempo and key. It exists only to inject faults, the way an
-in-memory connector implements a real interface.
+fail, generates with the real backends, so the audio flowing through the pipeline is real. It
+exists only to inject faults, the way an in-memory connector implements a real interface.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import numpy as np
 
@@ -19,14 +17,17 @@ from dgx_music.generation.request import GenerationRequest, GenerationResult, Pr
 
 
 class MockMusicGenerationEngine(MusicEngine):
-    """A MusicEngine that renders with ``synth`` and can delay, fail, or record calls.
+    """A MusicEngine that can stall, fail, and records every request it gets.
 
     Parameters
     ----------
     generation_delay
-        Extra seconds to sleep per generation, spread over the progress steps.
+        Seconds to wait before generating, in ``steps`` sleeps; after each one progress is
+        reported, which gives a worker the chance to abort there.
+    steps
+        Progress reports during the wait.
     fail_with
-        A factory for the exception to raise instead of generating (e.g. a CUDA OOM).
+        An exception to raise instead of generating (a CUDA OOM, a model bug).
     fail_times
         How many generations fail before it starts succeeding (None: all of them).
     """
@@ -35,11 +36,14 @@ class MockMusicGenerationEngine(MusicEngine):
         self,
         generation_delay: float = 0.0,
         *,
-        fail_with: Callable[[], BaseException] | None = None,
+        steps: int = 10,
+        fail_with: BaseException | None = None,
         fail_times: int | None = None,
+        **kwargs: object,
     ) -> None:
-        super().__init__()
+        super().__init__(**kwargs)  # type: ignore[arg-type]
         self.generation_delay = generation_delay
+        self.steps = steps
         self.fail_with = fail_with
         self.fail_times = fail_times
         self.requests: list[GenerationRequest] = []
@@ -59,28 +63,20 @@ class MockMusicGenerationEngine(MusicEngine):
             )
         if failing:
             assert self.fail_with is not None
-            raise self.fail_with()
-        steps = 10
-        for step in range(steps):
-            if progress is not None:
-                progress(step, steps)
-            time.sleep(self.generation_delay / steps)
-        synth_request = GenerationRequest(**{**request.to_dict(), "model": "synth"})
-        result = super().generate(synth_request, progress=progress)
-        return GenerationResult(
-            audio=result.audio,
-            sample_rate=result.sample_rate,
-            model=request.model,
-            device=result.device,
-            seed=result.seed,
-            generation_seconds=result.generation_seconds + self.generation_delay,
-            reported=result.reported,
-        )
+            raise self.fail_with
+        if self.generation_delay > 0:
+            for step in range(self.steps):
+                time.sleep(self.generation_delay / self.steps)
+                if progress is not None:
+                    progress(step + 1, self.steps + 1)
+            progress = None  # the wait already reported; the model's own steps would go back
+        return super().generate(request, progress=progress)
 
     def generate_audio(
         self, prompt: str, duration: float, **kwargs: object
     ) -> tuple[np.ndarray, int]:
-        """(audio (channels, samples) float32, sample rate Hz) for a prompt and a duration."""
-        request = GenerationRequest(prompt=prompt, duration=duration, model="synth", **kwargs)  # type: ignore[arg-type]
+        """(audio (channels, samples) float32, sample rate Hz) from the synth model."""
+        fields = {"model": "synth", **kwargs}
+        request = GenerationRequest(prompt=prompt, duration=duration, **fields)  # type: ignore[arg-type]
         result = self.generate(request)
         return result.audio, result.sample_rate
