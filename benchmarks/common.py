@@ -72,6 +72,45 @@ def warm_metadata() -> None:
     warm_up()
 
 
+#: Repository root: the seeding helpers the tests use live in ``tests/utils``.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: PostgreSQL server for the database benchmarks (trust auth); unset: those cases are skipped.
+PG_URL = os.environ.get("DGX_MUSIC_BENCH_PG_URL") or os.environ.get("DGX_MUSIC_TEST_PG_URL")
+#: Backends the database benchmarks cover.
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def db_helpers():
+    """``tests.utils.db_helpers`` (table seeding), importable from the benchmark process."""
+    import sys
+
+    if str(REPO_ROOT) not in sys.path:
+        sys.path.insert(0, str(REPO_ROOT))
+    from tests.utils import db_helpers
+
+    return db_helpers
+
+
+def fresh_database_url(backend: str, name: str) -> str:
+    """An empty database for ``backend``: a new SQLite file, or a PostgreSQL database called
+    ``name`` that is dropped and re-created (never reused from an earlier run)."""
+    if backend == "sqlite":
+        return f"sqlite:///{scratch_dir() / (name + '.db')}"
+    if not PG_URL:
+        raise NotImplementedError("set DGX_MUSIC_BENCH_PG_URL to benchmark PostgreSQL")
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(PG_URL)
+    with psycopg.connect(
+        admin.set(drivername="postgresql").render_as_string(hide_password=False),
+        autocommit=True,
+    ) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return admin.set(database=name).render_as_string(hide_password=False)
+
+
 def scratch_dir() -> Path:
     """A fresh directory for files a benchmark writes; removed with the process's temp files."""
     return Path(tempfile.mkdtemp(prefix="dgx-music-bench-"))
