@@ -142,24 +142,6 @@ def produce_track(
     )
 
 
-def generate_to_file(
-    request: GenerationRequest,
-    *,
-    out: Path | None = None,
-    progress: ProgressCallback | None = None,
-) -> Track:
-    """Generate into ``out``, or into the outputs directory under a new id when ``out`` is None.
-
-    Nothing is recorded in the database; :func:`generate_and_record` does that.
-    """
-    if out is None:
-        settings = get_settings()
-        relative = relative_output_path(str(uuid.uuid4()), utcnow())
-        out = settings.output_dir / relative
-        out.parent.mkdir(parents=True, exist_ok=True)
-    return produce_track(request, Path(out), progress=progress)
-
-
 def job_output(track: Track, relative_path: Path) -> JobOutput:
     """The facts a completed row records about ``track``, stored at ``relative_path``."""
     export, meta, generation = track.export, track.metadata, track.generation
