@@ -16,7 +16,7 @@ comma := ,
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install test lint format demo bench serve clean
+.PHONY: install test lint format demo bench bench-publish serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/asv machine --yes
 	$(BIN)/asv run --python=same --set-commit-hash $$(git rev-parse HEAD)
+
+# asv's site loads jQuery, flot and bootstrap from CDNs; vendor them (from npm, cached in
+# .asv/vendor-cache) so the published site works with no internet.
+bench-publish: $(STAMP)
+	$(BIN)/asv publish
+	$(BIN)/python scripts/publish_offline.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov
