@@ -16,7 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.utils.db_helpers import STALL_VARIABLE, FakeClock, synth_request, temp_files, wav_files
+from tests.utils.db_helpers import (
+    STALL_VARIABLE,
+    FakeClock,
+    synth_request,
+    temp_files,
+    wav_files,
+    worker_subprocess_environment,
+)
 from typer.testing import CliRunner
 
 from dgx_music.audio import export
@@ -248,20 +255,14 @@ def test_cli_generate_removes_its_file_when_the_row_cannot_be_written(
 
 
 def subprocess_environment(database_url: str, output_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DGX_MUSIC_")}
-    env.update(
-        DGX_MUSIC_DATABASE_URL=database_url,
-        DGX_MUSIC_OUTPUT_DIR=str(output_dir),
-        DGX_MUSIC_DATA_DIR=str(output_dir.parent / "data"),
+    """A worker subprocess's environment with a 2 s lease renewed every 0.5 s."""
+    return worker_subprocess_environment(
+        database_url,
+        output_dir,
         DGX_MUSIC_LEASE_SECONDS="2",
         DGX_MUSIC_HEARTBEAT_SECONDS="0.5",
-        DGX_MUSIC_POLL_SECONDS="0.05",
-        DGX_MUSIC_TORCH_THREADS="1",
-        HF_HUB_OFFLINE="1",
-        PYTHONPATH=str(REPO),
         **extra,
     )
-    return env
 
 
 def start_helper(entry: str, env: dict[str, str]) -> subprocess.Popen[bytes]:

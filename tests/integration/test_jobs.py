@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from tests.utils.db_helpers import (
     synth_request,
     temp_files,
     wav_files,
+    worker_subprocess_environment,
 )
 from tests.utils.mock_helpers import MockMusicGenerationEngine
 
@@ -26,8 +26,6 @@ from dgx_music.jobs.queue import JobManager, JobStatus
 from dgx_music.jobs.worker import Worker, run_workers
 from dgx_music.storage.database import Database
 from dgx_music.storage.files import file_sha256
-
-REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.usefixtures("warm_metadata")
 
@@ -176,20 +174,6 @@ def test_generate_and_record_stores_a_completed_generation(manager: JobManager, 
 # --- many worker processes ------------------------------------------------------------------------
 
 
-def worker_environment(database_url: str, output_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DGX_MUSIC_")}
-    env.update(
-        DGX_MUSIC_DATABASE_URL=database_url,
-        DGX_MUSIC_OUTPUT_DIR=str(output_dir),
-        DGX_MUSIC_DATA_DIR=str(output_dir.parent / "data"),
-        DGX_MUSIC_POLL_SECONDS="0.05",
-        DGX_MUSIC_TORCH_THREADS="1",
-        HF_HUB_OFFLINE="1",
-        PYTHONPATH=str(REPO),
-    )
-    return env
-
-
 def assert_every_job_completed_once(manager: JobManager, output_dir: Path, ids: set[str]) -> None:
     found, total = manager.list(limit=len(ids) + 10)
     assert total == len(ids)
@@ -211,7 +195,7 @@ def test_two_cli_worker_processes_drain_the_queue(
     manager = JobManager(database)
     ids = {manager.submit(synth_request(f"p{i % 7}", seed=i, duration=0.2)).id for i in range(40)}
     command = [sys.executable, "-m", "dgx_music.cli", "worker", "--exit-when-empty"]
-    env = worker_environment(database_url, output_dir)
+    env = worker_subprocess_environment(database_url, output_dir)
     workers = [
         subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         for _ in range(2)

@@ -219,6 +219,30 @@ def temp_files(output_dir: Path) -> list[Path]:
     return sorted(output_dir.rglob(".*.tmp")) if output_dir.is_dir() else []
 
 
+#: Repository root, put on PYTHONPATH so worker subprocesses can import ``tests.utils``.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker_subprocess_environment(
+    database_url: str, output_dir: Path, **extra: str
+) -> dict[str, str]:
+    """Environment for a worker subprocess: this process's, minus every ``DGX_MUSIC_*`` setting,
+    plus the test's database and directories, fast polling, one torch thread, offline, and
+    ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DGX_MUSIC_")}
+    env.update(
+        DGX_MUSIC_DATABASE_URL=database_url,
+        DGX_MUSIC_OUTPUT_DIR=str(output_dir),
+        DGX_MUSIC_DATA_DIR=str(output_dir.parent / "data"),
+        DGX_MUSIC_POLL_SECONDS="0.05",
+        DGX_MUSIC_TORCH_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(REPO_ROOT),
+        **extra,
+    )
+    return env
+
+
 def wav_files(output_dir: Path) -> list[Path]:
     return sorted(output_dir.rglob("*.wav")) if output_dir.is_dir() else []
 
