@@ -406,10 +406,10 @@ def test_file_records_walks_the_whole_table_in_batches(
     queue: JobManager, database: Database, monkeypatch: pytest.MonkeyPatch
 ):
     from dgx_music.jobs import queue as queue_module
-    from tests.utils.db_helpers import seed_test_generations
+    from tests.utils.db_helpers import bulk_seed_generations
 
     with database.session() as session:
-        ids = seed_test_generations(session, 25, distinct_prompts=3)
+        ids = bulk_seed_generations(session, 25, distinct_prompts=3)
     monkeypatch.setattr(queue_module, "SCAN_BATCH", 7)
     records = list(queue.file_records())
     assert sorted(record.id for record in records) == sorted(ids)

@@ -1,7 +1,13 @@
-"""Factories for the storage, queue and job tests, and for the benchmarks that time them.
+"""Factories and checks for the storage, queue and job tests, and for the benchmarks.
 
-- :func:`seed_test_generations` fills the ``generations`` table fast (one multi-row INSERT per
-  batch), with a chosen mix of statuses: the 100 000-row status lookups are timed on it.
+- :func:`bulk_seed_generations` fills the ``generations`` table fast (one multi-row INSERT per
+  batch) with a chosen mix of statuses and returns the ids: the asv suite seeds 100 000 rows
+  with it. :func:`seed_test_generations` is the spec's version: it returns the ORM rows.
+- :func:`verify_database_consistency`, :func:`get_orphaned_files`, :func:`get_orphaned_records`
+  check a session's rows against the outputs directory, written independently of
+  :meth:`dgx_music.jobs.queue.JobManager.check` so the two can be held against each other.
+- :func:`create_generation_with_file` records a WAV file that already exists;
+  :func:`cleanup_test_files` deletes the files of given rows.
 - :func:`synth_request` is a valid request for the fast offline ``synth`` model.
 - :class:`FakeClock` is a clock a :class:`~dgx_music.jobs.queue.JobManager` can be given, so
   leases expire without sleeping.
@@ -11,18 +17,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import time
 import uuid
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, text
+import soundfile
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
+from dgx_music.config import get_settings
 from dgx_music.generation.request import GenerationRequest
 from dgx_music.storage.database import Database
 from dgx_music.storage.files import relative_output_path
@@ -74,7 +84,60 @@ def truncate_all(database: Database) -> None:
             connection.execute(text("TRUNCATE generations, prompts RESTART IDENTITY"))
 
 
+def _check_distribution(
+    status_distribution: Mapping[GenerationStatus | str, float],
+) -> dict[GenerationStatus, float]:
+    weights: dict[GenerationStatus, float] = {}
+    for status, weight in status_distribution.items():
+        try:
+            key = GenerationStatus(status)
+        except ValueError:
+            known = ", ".join(member.value for member in GenerationStatus)
+            raise ValueError(
+                f"status_distribution: unknown status {status!r} (one of {known})"
+            ) from None
+        if not weight >= 0:
+            raise ValueError(f"status_distribution[{key.value}]: weight {weight!r} must be >= 0")
+        weights[key] = float(weight)
+    if not weights or sum(weights.values()) <= 0:
+        raise ValueError("status_distribution: at least one weight must be > 0")
+    return weights
+
+
 def seed_test_generations(
+    session: Session,
+    count: int = 10,
+    status_distribution: Mapping[GenerationStatus | str, float] | None = None,
+    **options: Any,
+) -> list[Generation]:
+    """Insert ``count`` generation rows and return them as ORM objects, in insertion order.
+
+    The spec's seeder: :func:`bulk_seed_generations` does the inserting (``options`` go to it),
+    then the rows are loaded through ``session``. The caller commits.
+
+    Returns
+    -------
+    list of Generation
+        The new rows, oldest first.
+    """
+    options.setdefault("distinct_prompts", max(1, min(count, 100)))
+    if "seed" not in options:
+        # A second call on the same table must not draw the same prompt texts (they are unique):
+        # the rows already there make the seed, which keeps a run reproducible.
+        options["seed"] = session.scalar(select(func.count()).select_from(Generation)) or 0
+    ids = bulk_seed_generations(session, count, status_distribution, **options)
+    session.flush()
+    by_id = {
+        row.id: row
+        for batch_start in range(0, len(ids), SEED_BATCH)
+        for row in session.scalars(
+            select(Generation).where(Generation.id.in_(ids[batch_start : batch_start + SEED_BATCH]))
+        )
+    }
+    return [by_id[job_id] for job_id in ids]
+
+
+def bulk_seed_generations(
     session: Session,
     count: int,
     status_distribution: Mapping[GenerationStatus | str, float] | None = None,
@@ -106,10 +169,11 @@ def seed_test_generations(
     list of str
         The ids, in insertion order.
     """
-    weights = {
-        GenerationStatus(status): weight
-        for status, weight in (status_distribution or DEFAULT_STATUS_DISTRIBUTION).items()
-    }
+    if count < 0:
+        raise ValueError(f"count: {count} rows; must be >= 0")
+    if distinct_prompts < 1:
+        raise ValueError(f"distinct_prompts: {distinct_prompts}; must be >= 1")
+    weights = _check_distribution(status_distribution or DEFAULT_STATUS_DISTRIBUTION)
     statuses = list(weights)
     rng = random.Random(seed)
     start = start or datetime(2025, 1, 1, tzinfo=UTC)
@@ -212,6 +276,222 @@ def _seed_row(
     if status is GenerationStatus.CANCELLED:
         row.update(completed_at=created + timedelta(seconds=2), error="cancelled")
     return row
+
+
+# --- consistency between rows and files (independent of JobManager.check) -----------------------
+
+
+def _outputs(outputs_dir: Path | str | None) -> Path:
+    return Path(outputs_dir) if outputs_dir is not None else get_settings().output_dir
+
+
+def _completed(session: Session) -> list[Generation]:
+    return list(
+        session.scalars(
+            select(Generation)
+            .where(Generation.status == GenerationStatus.COMPLETED)
+            .order_by(Generation.created_at, Generation.id)
+        )
+    )
+
+
+def get_orphaned_files(session: Session, outputs_dir: Path | str) -> list[Path]:
+    """WAV files under ``outputs_dir`` that no row's ``file_path`` names, sorted.
+
+    Temp files of a write in progress (``.*.tmp``) are not WAV files and are not listed.
+    """
+    root = Path(outputs_dir)
+    referenced = {
+        Path(path)
+        for path in session.scalars(
+            select(Generation.file_path).where(Generation.file_path.isnot(None))
+        )
+    }
+    return [path for path in wav_files(root) if path.relative_to(root) not in referenced]
+
+
+def get_orphaned_records(session: Session, outputs_dir: Path | str) -> list[Generation]:
+    """Completed rows whose file is missing from ``outputs_dir`` (or that name no file)."""
+    root = Path(outputs_dir)
+    return [
+        row
+        for row in _completed(session)
+        if row.file_path is None or not (root / row.file_path).is_file()
+    ]
+
+
+def verify_database_consistency(
+    session: Session, outputs_dir: Path | str | None = None
+) -> dict[str, Any]:
+    """Check every row against the rules of its status and every file against its row.
+
+    Parameters
+    ----------
+    session
+        An open session.
+    outputs_dir
+        Root of the WAV files; the settings' ``output_dir`` by default.
+
+    Returns
+    -------
+    dict
+        ``total`` rows, ``by_status`` counts, ``orphaned_files`` (paths), ``orphaned_records``
+        (ids of completed rows without their file), ``mismatched_files`` (id -> what differs:
+        size, sha256, sample rate, channels, duration), ``invalid_rows`` (id -> the broken rule)
+        and ``consistent``, true when all of those are empty.
+    """
+    root = _outputs(outputs_dir)
+    rows = list(session.scalars(select(Generation)))
+    invalid: dict[str, str] = {}
+    for row in rows:
+        problem = _row_problem(row)
+        if problem:
+            invalid[row.id] = problem
+    mismatched: dict[str, list[str]] = {}
+    orphaned_records = [row.id for row in get_orphaned_records(session, root)]
+    for row in _completed(session):
+        if row.id in orphaned_records or row.file_path is None:
+            continue
+        differences = _file_differences(row, root / row.file_path)
+        if differences:
+            mismatched[row.id] = differences
+    orphaned_files = get_orphaned_files(session, root)
+    report: dict[str, Any] = {
+        "total": len(rows),
+        "by_status": dict(Counter(row.status.value for row in rows)),
+        "orphaned_files": orphaned_files,
+        "orphaned_records": orphaned_records,
+        "mismatched_files": mismatched,
+        "invalid_rows": invalid,
+    }
+    report["consistent"] = not (orphaned_files or orphaned_records or mismatched or invalid)
+    return report
+
+
+def _row_problem(row: Generation) -> str:
+    """The first rule of its status that ``row`` breaks, or ``""``."""
+    has_file = row.file_path is not None
+    if row.status is GenerationStatus.COMPLETED:
+        if not has_file or row.sha256 is None or row.file_size is None:
+            return "completed without its file facts"
+        if row.completed_at is None or row.started_at is None:
+            return "completed without started_at/completed_at"
+        if row.completed_at < row.started_at or row.started_at < row.created_at:
+            return "timestamps out of order"
+        return ""
+    if has_file:
+        return f"{row.status.value} but names a file"
+    if row.status is GenerationStatus.PROCESSING and (
+        row.worker_id is None or row.lease_expires_at is None
+    ):
+        return "processing without a worker and lease"
+    if row.status is GenerationStatus.PENDING and row.worker_id is not None:
+        return "pending but held by a worker"
+    return ""
+
+
+def _file_differences(row: Generation, path: Path) -> list[str]:
+    info = soundfile.info(str(path))
+    differences = []
+    if row.file_size != path.stat().st_size:
+        differences.append(f"file_size {row.file_size} != {path.stat().st_size}")
+    if row.sha256 != hashlib.sha256(path.read_bytes()).hexdigest():
+        differences.append("sha256")
+    if row.sample_rate is not None and row.sample_rate != info.samplerate:
+        differences.append(f"sample_rate {row.sample_rate} != {info.samplerate}")
+    if row.channels is not None and row.channels != info.channels:
+        differences.append(f"channels {row.channels} != {info.channels}")
+    if row.actual_duration is not None and abs(row.actual_duration - info.duration) > 1e-3:
+        differences.append(f"actual_duration {row.actual_duration} != {info.duration:.4f}")
+    return differences
+
+
+def create_generation_with_file(
+    session: Session,
+    prompt: str,
+    file_path: Path | str,
+    status: GenerationStatus = GenerationStatus.COMPLETED,
+    *,
+    outputs_dir: Path | str | None = None,
+    model: str = "synth",
+) -> Generation:
+    """Record an existing WAV file under ``outputs_dir`` as a generation of ``prompt``.
+
+    The row's file facts (size, SHA-256, rate, channels, duration) are read from the file, so
+    it passes :func:`verify_database_consistency`. The caller commits.
+
+    Raises
+    ------
+    ValueError
+        ``prompt`` is empty, ``file_path`` is missing or not under ``outputs_dir``, or
+        ``status`` is one that cannot name a file (only completed rows do).
+    """
+    if not prompt.strip():
+        raise ValueError("prompt: must not be empty")
+    root = _outputs(outputs_dir).resolve()
+    path = Path(file_path).resolve()
+    if not path.is_file():
+        raise ValueError(f"file_path: {path} does not exist")
+    if not path.is_relative_to(root):
+        raise ValueError(f"file_path: {path} is not under the outputs directory {root}")
+    status = GenerationStatus(status)
+    if status is not GenerationStatus.COMPLETED:
+        raise ValueError(f"status: only completed generations have a file, not {status.value}")
+    digest = prompt_digest(prompt)
+    prompt_row = session.scalar(select(Prompt).where(Prompt.text_sha256 == digest))
+    now = datetime.now(UTC)
+    if prompt_row is None:
+        prompt_row = Prompt(text=prompt, text_sha256=digest, first_used_at=now, last_used_at=now)
+        session.add(prompt_row)
+    prompt_row.use_count = (prompt_row.use_count or 0) + 1
+    prompt_row.last_used_at = now
+    info = soundfile.info(str(path))
+    row = Generation(
+        id=str(uuid.uuid4()),
+        prompt=prompt_row,
+        model=model,
+        device="cpu",
+        duration=float(info.duration),
+        seed=None,
+        temperature=1.0,
+        top_k=250,
+        top_p=0.0,
+        guidance_scale=3.0,
+        status=status,
+        attempts=1,
+        progress=1.0,
+        created_at=now,
+        started_at=now,
+        completed_at=now,
+        generation_seconds=0.0,
+        file_path=path.relative_to(root).as_posix(),
+        file_size=path.stat().st_size,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        sample_rate=info.samplerate,
+        channels=info.channels,
+        actual_duration=float(info.duration),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def cleanup_test_files(
+    generations: Iterable[Generation], outputs_dir: Path | str | None = None
+) -> int:
+    """Delete the files of ``generations`` (rows without a file are skipped); return how many
+    files were deleted. A file already gone does not count."""
+    root = _outputs(outputs_dir)
+    deleted = 0
+    for row in generations:
+        if row.file_path is None:
+            continue
+        try:
+            (root / row.file_path).unlink()
+        except FileNotFoundError:
+            continue
+        deleted += 1
+    return deleted
 
 
 def temp_files(output_dir: Path) -> list[Path]:
