@@ -12,7 +12,14 @@ from datetime import UTC, datetime
 import pytest
 import soundfile
 from sqlalchemy import insert
-from tests.utils.db_helpers import synth_request, temp_files, wav_files
+from tests.utils.db_helpers import (
+    get_orphaned_files,
+    get_orphaned_records,
+    synth_request,
+    temp_files,
+    verify_database_consistency,
+    wav_files,
+)
 
 from dgx_music.errors import StorageError
 from dgx_music.jobs.pipeline import generate_and_record
@@ -56,9 +63,24 @@ def generation_row(prompt_id: int, **values: object) -> dict[str, object]:
 
 class TestDatabaseIntegrity:
     def test_all_generations_have_database_records(self, history: JobManager):
+        files = wav_files(history.output_dir)
         rows = {job.file_path for job in history.list(limit=100)[0] if job.file_path}
-        for path in wav_files(history.output_dir):
-            assert str(path.relative_to(history.output_dir)) in rows
+        assert len(files) == 4, files  # every completed generation wrote exactly one file
+        assert {str(path.relative_to(history.output_dir)) for path in files} == rows
+        with history.database.session() as session:
+            assert get_orphaned_files(session, history.output_dir) == []
+            report = verify_database_consistency(session, history.output_dir)
+        assert report["consistent"], report
+        assert report["by_status"] == {"completed": 4, "pending": 1}
+        # A file the database does not know is found by both independent checks.
+        stray = history.output_dir / "2025" / "02" / f"{uuid.uuid4()}.wav"
+        stray.parent.mkdir(parents=True)
+        stray.write_bytes(files[0].read_bytes())
+        with history.database.session() as session:
+            assert get_orphaned_files(session, history.output_dir) == [stray]
+        assert [f.relative_path for f in history.check().orphan_files] == [
+            str(stray.relative_to(history.output_dir))
+        ]
 
     def test_completed_generations_have_files(self, history: JobManager):
         completed, total = history.list(status=GenerationStatus.COMPLETED, limit=100)
@@ -157,6 +179,10 @@ class TestOrphanedData:
         (history.output_dir / victim.file_path).unlink()  # type: ignore[operator]
         report = history.check()
         assert [record.id for record in report.missing_files] == [victim.id]
+        with history.database.session() as session:  # the independent check agrees
+            assert [row.id for row in get_orphaned_records(session, history.output_dir)] == [
+                victim.id
+            ]
 
     def test_cleanup_orphaned_files(self, history: JobManager):
         stray = history.output_dir / "2025" / "01" / f"{uuid.uuid4()}.wav"

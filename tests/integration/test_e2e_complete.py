@@ -15,9 +15,11 @@ import pytest
 import soundfile
 from tests.utils.audio_helpers import validate_wav_file
 from tests.utils.db_helpers import synth_request, wav_files
+from tests.utils.mock_helpers import MockMusicGenerationEngine
 
 from dgx_music.audio import quality
 from dgx_music.audio.metadata import relative_key
+from dgx_music.jobs import pipeline
 from dgx_music.jobs.pipeline import generate_and_record
 from dgx_music.jobs.queue import Job, JobManager
 from dgx_music.jobs.worker import Worker
@@ -140,24 +142,36 @@ class TestCompleteWorkflow:
 
 
 class TestAsyncJobQueue:
-    def test_job_status_polling(self, manager: JobManager):
-        job = manager.submit(synth_request(duration=4.0))
-        worker = Worker(manager, worker_id="poller-target", exit_when_empty=True)
+    def test_job_status_polling(self, manager: JobManager, monkeypatch: pytest.MonkeyPatch):
+        """A client polling a job sees it pending, then processing with rising progress, then
+        completed with its file."""
+        # Progress is written at most once a second in service; every step here, so a 1 s job
+        # shows several intermediate values to the poller.
+        monkeypatch.setattr(pipeline, "PROGRESS_INTERVAL", 0.0)
+        job = manager.submit(synth_request(duration=1.0))
+        polled = [manager.get(job.id)]
+        engine = MockMusicGenerationEngine(1.0, steps=10)
+        worker = Worker(manager, worker_id="poller-target", engine=engine, exit_when_empty=True)
         thread = threading.Thread(target=worker.run)
         thread.start()
-        statuses, progress = [], []
         deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            polled = manager.get(job.id)
-            statuses.append(polled.status)
-            progress.append(polled.progress or 0.0)
-            if polled.is_finished:
-                break
-            time.sleep(0.01)
+        while time.monotonic() < deadline and not polled[-1].is_finished:
+            time.sleep(0.02)
+            polled.append(manager.get(job.id))
         thread.join(WAIT_S)
-        assert statuses[-1] is GenerationStatus.COMPLETED
+        statuses = [snapshot.status for snapshot in polled]
+        progress = [snapshot.progress for snapshot in polled]
+        assert statuses[0] is GenerationStatus.PENDING and progress[0] == 0.0
+        assert statuses[-1] is GenerationStatus.COMPLETED and progress[-1] == 1.0
+        assert polled[-1].file_path and file_of(manager, polled[-1]).is_file()
+        # Statuses only move forward: pending..., processing..., completed.
+        order = [GenerationStatus.PENDING, GenerationStatus.PROCESSING, GenerationStatus.COMPLETED]
+        assert [order.index(s) for s in statuses] == sorted(order.index(s) for s in statuses)
+        running = [
+            p for s, p in zip(statuses, progress, strict=True) if s is GenerationStatus.PROCESSING
+        ]
+        assert len({p for p in running if 0.0 < p < 1.0}) >= 3, running  # several steps seen
         assert progress == sorted(progress), "progress went backwards"
-        assert progress[-1] == pytest.approx(1.0)
 
     def test_retrieving_completed_jobs(self, manager: JobManager):
         submitted = [manager.submit(synth_request(seed=i)) for i in range(3)]

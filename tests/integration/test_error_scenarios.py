@@ -9,6 +9,7 @@ MusicGen backend, since this machine has no GPU.
 from __future__ import annotations
 
 import errno
+import logging
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,11 @@ from typing import Any
 import pytest
 import torch
 from tests.utils.db_helpers import synth_request, temp_files, wav_files
+from tests.utils.mock_helpers import (
+    cuda_out_of_memory,
+    inject_generate_faults,
+    simulate_cuda_unavailable,
+)
 from typer.testing import CliRunner
 
 from dgx_music.audio import export
@@ -28,9 +34,6 @@ from dgx_music.storage.models import GenerationStatus
 
 pytestmark = pytest.mark.usefixtures("warm_metadata")
 runner = CliRunner()
-
-#: What torch says when CUDA runs out of memory (shortened).
-OOM_MESSAGE = "CUDA out of memory. Tried to allocate 3.50 GiB. GPU 0 has 1.02 GiB free."
 
 
 @pytest.fixture
@@ -117,18 +120,32 @@ class TestResourceFailures:
     def test_output_directory_missing(
         self, manager: JobManager, tmp_path, monkeypatch: pytest.MonkeyPatch
     ):
-        # The output directory is not there and cannot be made: a file sits where it should be.
+        # Missing but creatable: the worker makes it and the job completes.
+        fresh = tmp_path / "new" / "outputs"
+        monkeypatch.setenv("DGX_MUSIC_OUTPUT_DIR", str(fresh))
+        get_settings.cache_clear()
+        created = JobManager(manager.database)
+        job = created.submit(synth_request(duration=0.5))
+        Worker(created, worker_id="new-dir", max_jobs=1).run()
+        done = created.get(job.id)
+        assert done.status is GenerationStatus.COMPLETED, done.error
+        assert (fresh / done.file_path).is_file()  # type: ignore[operator]
+
+        # Missing and impossible: a file sits where the directory should be.
         blocker = tmp_path / "not-a-directory"
         blocker.write_text("in the way")
         monkeypatch.setenv("DGX_MUSIC_OUTPUT_DIR", str(blocker / "outputs"))
         get_settings.cache_clear()
         moved = JobManager(manager.database)
-        job = moved.submit(synth_request(duration=1.0))
+        job = moved.submit(synth_request(duration=0.5))
         Worker(moved, worker_id="no-dir", max_jobs=1).run()
         failed = moved.get(job.id)
         assert failed.status is GenerationStatus.FAILED
-        assert "not-a-directory" in (failed.error or "") or "directory" in (failed.error or "")
+        assert failed.file_path is None and failed.sha256 is None
+        # The message says which step failed and why (ENOTDIR), not a generic "error".
+        assert failed.error == "cannot prepare the output directory: Not a directory"
         assert blocker.read_text() == "in the way"
+        assert not list(tmp_path.rglob(f"{job.id}*"))
 
     def test_file_permission_error(self, manager: JobManager, monkeypatch: pytest.MonkeyPatch):
         def denied(*args: object, **kwargs: object) -> tuple[int, str]:
@@ -155,14 +172,22 @@ class TestGPUFallback:
         self, manager: JobManager, monkeypatch: pytest.MonkeyPatch, caplog
     ):
         monkeypatch.setenv("DGX_MUSIC_DEVICE", "auto")
-        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        simulate_cuda_unavailable(monkeypatch)
         get_settings.cache_clear()
-        job = manager.submit(synth_request(model="tiny", duration=1.0))
-        Worker(manager, worker_id="cpu-only", engine=MusicEngine(), max_jobs=1).run()
-        done = manager.get(job.id)
-        assert done.status is GenerationStatus.COMPLETED, done.error
-        assert done.device == "cpu"
-        assert done.lufs == pytest.approx(-16.0, abs=0.2)
+        jobs = [manager.submit(synth_request(model="tiny", duration=0.5, seed=i)) for i in (1, 2)]
+        with caplog.at_level(logging.WARNING, logger="dgx_music.generation.engine"):
+            Worker(manager, worker_id="cpu-only", engine=MusicEngine(), max_jobs=2).run()
+        for job in jobs:
+            done = manager.get(job.id)
+            assert done.status is GenerationStatus.COMPLETED, done.error
+            assert done.device == "cpu"
+            assert done.lufs == pytest.approx(-16.0, abs=0.2)
+        # The person running it is told once, not per job, that it fell back to the CPU.
+        fallback = [r for r in caplog.records if getattr(r, "action", "") == "cpu_fallback"]
+        assert len(fallback) == 1, [r.getMessage() for r in caplog.records]
+        assert fallback[0].levelno == logging.WARNING
+        assert "CUDA is not available" in fallback[0].getMessage()
+        assert "CPU" in fallback[0].getMessage()
 
     @pytest.mark.parametrize("fallback", [True, False])
     def test_gpu_memory_error_handling(
@@ -173,25 +198,20 @@ class TestGPUFallback:
         engine = MusicEngine()
         backend = engine.backend("tiny")
         backend.load()  # type: ignore[attr-defined]
-        model = backend._model  # type: ignore[attr-defined]
-        original = model.generate
-        calls: list[int] = []
-
-        def out_of_memory_once(*args: Any, **kwargs: Any) -> Any:
-            calls.append(1)
-            if len(calls) == 1:
-                raise torch.cuda.OutOfMemoryError(OOM_MESSAGE)
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(model, "generate", out_of_memory_once)
+        calls = inject_generate_faults(
+            monkeypatch,
+            backend._model,
+            cuda_out_of_memory,
+            times=1,  # type: ignore[attr-defined]
+        )
         monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
-        job = manager.submit(synth_request(model="tiny", duration=1.0))
+        job = manager.submit(synth_request(model="tiny", duration=0.5))
         Worker(manager, worker_id="oom", engine=engine, max_jobs=1).run()
         result = manager.get(job.id)
         if fallback:
             assert result.status is GenerationStatus.COMPLETED, result.error
-            assert result.device == "cpu" and len(calls) == 2
+            assert result.device == "cpu" and calls == [True, False]
         else:
             assert result.status is GenerationStatus.FAILED
-            assert "3.50 GiB" in (result.error or "")
+            assert "3.50 GiB" in (result.error or "") and calls == [True]
             assert result.file_path is None and wav_files(manager.output_dir) == []

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -149,13 +151,28 @@ def test_the_heartbeat_keeps_a_long_job_leased(
 
 
 def test_run_workers_with_threads(manager: JobManager, output_dir: Path):
+    """Two worker threads share the queue: both take jobs, and their jobs run at once."""
     ids = [manager.submit(synth_request(f"p{i}", seed=i, duration=0.45)).id for i in range(6)]
-    processed = run_workers(2, manager=manager, exit_when_empty=True, install_signal_handlers=False)
-    assert processed == 6
+    # Each job holds its worker for 0.3 s, so one thread cannot drain the queue alone before
+    # the other claims.
+    engine = MockMusicGenerationEngine(0.3, steps=3)
+    processed = run_workers(
+        2, manager=manager, engine=engine, exit_when_empty=True, install_signal_handlers=False
+    )
+    assert processed == 6 and engine.calls == 6
     jobs = [manager.get(job_id) for job_id in ids]
     for job in jobs:
         assert_file_matches_row(output_dir, job)
-    assert len({job.worker_id for job in jobs}) >= 1
+    by_worker = Counter(job.worker_id for job in jobs)
+    assert len(by_worker) == 2 and min(by_worker.values()) >= 2, by_worker
+    # Two jobs of different workers overlapped in time: the threads really ran concurrently.
+    overlapping = any(
+        a.worker_id != b.worker_id
+        and a.started_at < b.completed_at
+        and b.started_at < a.completed_at
+        for a, b in itertools.combinations(jobs, 2)
+    )
+    assert overlapping, [(job.worker_id, job.started_at, job.completed_at) for job in jobs]
     assert manager.check().ok
 
 
