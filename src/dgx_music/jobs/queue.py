@@ -24,16 +24,26 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from sqlalchemy import ColumnElement, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Insert,
+    Integer,
+    Row,
+    String,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from dgx_music.config import Settings, get_settings
 from dgx_music.errors import JobStateError, LeaseLostError, NotFoundError
-from dgx_music.generation.request import MAX_SEED, GenerationRequest
 from dgx_music.storage import files
 from dgx_music.storage.database import Database
 from dgx_music.storage.files import ConsistencyReport, FileRecord
@@ -41,11 +51,18 @@ from dgx_music.storage.models import (
     FINISHED_STATUSES,
     TRANSITIONS,
     Generation,
+    GenerationCount,
     GenerationStatus,
     Prompt,
+    UTCDateTime,
     prompt_digest,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    # Imported where used: the request module brings numpy, which listing the history (the
+    # CLI's ``jobs``) does not need.
+    from dgx_music.generation.request import GenerationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +74,109 @@ JobStatus = GenerationStatus
 CLEANUP_GRACE_SECONDS = 300.0
 #: Rows read per round trip when walking the whole table.
 SCAN_BATCH = 5_000
+
+
+#: The columns of a job snapshot, in :class:`Job` field order, and its prompt's text. Reads
+#: select these with Core and build :class:`Job` straight from the rows: the ORM's identity map
+#: and relationship loading cost more than the query for a one-row lookup.
+JOB_COLUMNS = (
+    Generation.id,
+    Prompt.text.label("prompt"),
+    Generation.status,
+    Generation.model,
+    Generation.device,
+    Generation.duration,
+    Generation.seed,
+    Generation.temperature,
+    Generation.top_k,
+    Generation.top_p,
+    Generation.guidance_scale,
+    Generation.attempts,
+    Generation.worker_id,
+    Generation.lease_expires_at,
+    Generation.progress,
+    Generation.created_at,
+    Generation.started_at,
+    Generation.completed_at,
+    Generation.generation_seconds,
+    Generation.file_path,
+    Generation.file_size,
+    Generation.sha256,
+    Generation.sample_rate,
+    Generation.channels,
+    Generation.actual_duration,
+    Generation.lufs,
+    Generation.true_peak,
+    Generation.tempo_bpm,
+    Generation.key,
+    Generation.audio_metadata,
+    Generation.error,
+)
+# Statements built once: SQLAlchemy then compiles each once and, given the same object again,
+# skips re-deriving its cache key and result map (half the cost of a one-row read).
+#: Every job snapshot read: one statement with the prompt joined in.
+JOBS_WITH_PROMPT = select(*JOB_COLUMNS).join_from(
+    Generation, Prompt, Generation.prompt_id == Prompt.id
+)
+#: One job by id.
+JOB_BY_ID = JOBS_WITH_PROMPT.where(Generation.id == bindparam("job_id"))
+_NEWEST_FIRST = (Generation.created_at.desc(), Generation.id.desc())
+#: A page of the history, newest first.
+JOBS_NEWEST = (
+    JOBS_WITH_PROMPT.order_by(*_NEWEST_FIRST)
+    .limit(bindparam("limit", type_=Integer))
+    .offset(bindparam("offset", type_=Integer))
+)
+#: A page of one status, newest first (the status + created index).
+JOBS_NEWEST_IN_STATUS = (
+    JOBS_WITH_PROMPT.where(Generation.status == bindparam("status"))
+    .order_by(*_NEWEST_FIRST)
+    .limit(bindparam("limit", type_=Integer))
+    .offset(bindparam("offset", type_=Integer))
+)
+# generation_counts is kept by triggers in the same transaction as every change to generations
+# (migration 0002): summing its few rows replaces count(*) over the whole table.
+#: How many generations there are.
+TOTAL = select(func.coalesce(func.sum(GenerationCount.total), 0))
+#: How many generations are in one status.
+TOTAL_IN_STATUS = TOTAL.where(GenerationCount.status == bindparam("status", type_=String))
+#: Generations per status, from the maintained counts.
+COUNTS_BY_STATUS = select(GenerationCount.status, func.sum(GenerationCount.total)).group_by(
+    GenerationCount.status
+)
+#: A new pending job (the values come with each execution).
+INSERT_JOB = insert(Generation)
+
+
+def _prompt_upsert(backend: str) -> Insert:
+    """Insert a prompt or count one more use of it, returning its id: one statement,
+    race-free on both backends."""
+    if backend == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    return (
+        dialect_insert(Prompt)
+        .values(
+            text=bindparam("text"),
+            text_sha256=bindparam("text_sha256"),
+            use_count=1,
+            first_used_at=bindparam("first_used_at", type_=UTCDateTime()),
+            last_used_at=bindparam("last_used_at", type_=UTCDateTime()),
+        )
+        .on_conflict_do_update(
+            index_elements=[Prompt.text_sha256],
+            set_={
+                "use_count": Prompt.use_count + 1,
+                "last_used_at": bindparam("used_again_at", type_=UTCDateTime()),
+            },
+        )
+        .returning(Prompt.id)
+    )
+
+
+#: :func:`_prompt_upsert` per backend, built on first use.
+_PROMPT_UPSERTS: dict[str, Insert] = {}
 
 
 def check_transition(job_id: str, current: GenerationStatus, target: GenerationStatus) -> None:
@@ -151,6 +271,76 @@ class Job:
             error=row.error,
         )
 
+    @classmethod
+    def from_columns(cls, row: Row[Any]) -> Job:
+        """The snapshot of a row selected with :data:`JOB_COLUMNS`."""
+        (
+            job_id,
+            prompt,
+            status,
+            model,
+            device,
+            duration,
+            seed,
+            temperature,
+            top_k,
+            top_p,
+            guidance_scale,
+            attempts,
+            worker_id,
+            lease_expires_at,
+            progress,
+            created_at,
+            started_at,
+            completed_at,
+            generation_seconds,
+            file_path,
+            file_size,
+            sha256,
+            sample_rate,
+            channels,
+            actual_duration,
+            lufs,
+            true_peak,
+            tempo_bpm,
+            key,
+            metadata,
+            error,
+        ) = row
+        return cls(
+            id=job_id,
+            prompt=prompt,
+            status=GenerationStatus(status),
+            model=model,
+            device=device,
+            duration=duration,
+            seed=seed,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            guidance_scale=guidance_scale,
+            attempts=attempts,
+            worker_id=worker_id,
+            lease_expires_at=lease_expires_at,
+            progress=progress,
+            created_at=created_at,
+            started_at=started_at,
+            completed_at=completed_at,
+            generation_seconds=generation_seconds,
+            file_path=file_path,
+            file_size=file_size,
+            sha256=sha256,
+            sample_rate=sample_rate,
+            channels=channels,
+            actual_duration=actual_duration,
+            lufs=lufs,
+            true_peak=true_peak,
+            tempo_bpm=tempo_bpm,
+            key=key,
+            metadata=dict(metadata or {}),
+            error=error,
+        )
+
     def evolve(self, **changes: Any) -> Job:
         """A copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
@@ -168,6 +358,8 @@ class Job:
             The settings changed since submission and no longer allow it (a shorter
             ``max_duration``, for example).
         """
+        from dgx_music.generation.request import GenerationRequest
+
         return GenerationRequest(
             prompt=self.prompt,
             duration=self.duration,
@@ -292,28 +484,62 @@ class JobManager:
         A request without a seed gets one now, so a job that is retried after a worker died
         produces the same audio.
         """
+        from dgx_music.generation.request import MAX_SEED
+
         now = self.clock()
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
-        with self.database.session() as session:
-            prompt_id = self._use_prompt(session, request.prompt, now)
-            row = Generation(
-                id=str(uuid.uuid4()),
-                prompt_id=prompt_id,
-                status=GenerationStatus.PENDING,
-                model=request.model,
-                duration=request.duration,
-                seed=seed,
-                temperature=request.temperature,
-                top_k=request.top_k,
-                top_p=request.top_p,
-                guidance_scale=request.guidance_scale,
-                attempts=0,
-                progress=0.0,
-                created_at=now,
+        job = Job(
+            id=str(uuid.uuid4()),
+            prompt=request.prompt,
+            status=GenerationStatus.PENDING,
+            model=request.model,
+            device=None,
+            duration=request.duration,
+            seed=seed,
+            temperature=request.temperature,
+            top_k=request.top_k,
+            top_p=request.top_p,
+            guidance_scale=request.guidance_scale,
+            attempts=0,
+            worker_id=None,
+            lease_expires_at=None,
+            progress=0.0,
+            created_at=now,
+            started_at=None,
+            completed_at=None,
+            generation_seconds=None,
+            file_path=None,
+            file_size=None,
+            sha256=None,
+            sample_rate=None,
+            channels=None,
+            actual_duration=None,
+            lufs=None,
+            true_peak=None,
+            tempo_bpm=None,
+            key=None,
+        )
+        # Two Core statements and no ORM unit of work: the job is known before it is written.
+        with self.database.transaction() as connection:
+            prompt_id = self._use_prompt(connection, request.prompt, now)
+            connection.execute(
+                INSERT_JOB,
+                {
+                    "id": job.id,
+                    "prompt_id": prompt_id,
+                    "status": job.status,
+                    "model": job.model,
+                    "duration": job.duration,
+                    "seed": seed,
+                    "temperature": job.temperature,
+                    "top_k": job.top_k,
+                    "top_p": job.top_p,
+                    "guidance_scale": job.guidance_scale,
+                    "attempts": 0,
+                    "progress": 0.0,
+                    "created_at": now,
+                },
             )
-            session.add(row)
-            session.flush()
-            job = Job.from_row(row)
         logger.info("job %s submitted", job.id, extra={"action": "submit", "job_id": job.id})
         return job
 
@@ -358,25 +584,19 @@ class JobManager:
         logger.info("job %s recorded", job.id, extra={"action": "record", "job_id": job.id})
         return job
 
-    def _use_prompt(self, session: Session, text: str, now: datetime) -> int:
-        # One statement, race-free on both backends: insert the prompt or count one more use.
-        insert = pg_insert if self.database.backend == "postgresql" else sqlite_insert
-        statement = (
-            insert(Prompt)
-            .values(
-                text=text,
-                text_sha256=prompt_digest(text),
-                use_count=1,
-                first_used_at=now,
-                last_used_at=now,
-            )
-            .on_conflict_do_update(
-                index_elements=[Prompt.text_sha256],
-                set_={"use_count": Prompt.use_count + 1, "last_used_at": now},
-            )
-            .returning(Prompt.id)
-        )
-        return session.execute(statement).scalar_one()
+    def _use_prompt(self, connection: Connection | Session, text: str, now: datetime) -> int:
+        backend = self.database.backend
+        statement = _PROMPT_UPSERTS.get(backend)
+        if statement is None:
+            statement = _PROMPT_UPSERTS.setdefault(backend, _prompt_upsert(backend))
+        parameters = {
+            "text": text,
+            "text_sha256": prompt_digest(text),
+            "first_used_at": now,
+            "last_used_at": now,
+            "used_again_at": now,
+        }
+        return connection.execute(statement, parameters).scalar_one()
 
     def claim(self, worker_id: str, *, lease_seconds: float | None = None) -> Job | None:
         """Take the oldest pending job for ``worker_id``; ``None`` when there is none.
@@ -657,38 +877,44 @@ class JobManager:
         NotFoundError
             No such job (or ``job_id`` is not a generation id at all).
         """
-        with self.database.session() as session:
-            row = session.get(Generation, self._valid_id(job_id))
-            if row is None:
-                raise NotFoundError(f"no generation with id {job_id}")
-            return Job.from_row(row)
+        with self.database.read() as connection:
+            row = connection.execute(JOB_BY_ID, {"job_id": self._valid_id(job_id)}).one_or_none()
+        if row is None:
+            raise NotFoundError(f"no generation with id {job_id}")
+        return Job.from_columns(row)
 
     def list(
         self, status: GenerationStatus | None = None, limit: int = 50, offset: int = 0
     ) -> tuple[list[Job], int]:
-        """Jobs newest first, and how many match in all."""
-        query = select(Generation)
-        count = select(func.count()).select_from(Generation)
-        if status is not None:
-            query = query.where(Generation.status == status)
-            count = count.where(Generation.status == status)
-        query = (
-            query.order_by(Generation.created_at.desc(), Generation.id.desc())
-            .limit(limit)
-            .offset(offset)
-        )
-        with self.database.session() as session:
-            jobs = [Job.from_row(row) for row in session.execute(query).scalars()]
-            total = session.execute(count).scalar_one()
-        return jobs, total
+        """Jobs newest first, and how many match in all (exact, from the maintained counts)."""
+        page = {"limit": limit, "offset": offset}
+        with self.database.read() as connection:
+            if status is None:
+                rows = connection.execute(JOBS_NEWEST, page)
+                jobs = [Job.from_columns(row) for row in rows]
+                total = connection.execute(TOTAL).scalar_one()
+            else:
+                rows = connection.execute(JOBS_NEWEST_IN_STATUS, {**page, "status": status})
+                jobs = [Job.from_columns(row) for row in rows]
+                total = connection.execute(TOTAL_IN_STATUS, {"status": status.value}).scalar_one()
+        return jobs, int(total)
 
     def counts_by_status(self) -> dict[GenerationStatus, int]:
         """How many jobs are in each status (every status present, zeros included)."""
+        counts = dict.fromkeys(GenerationStatus, 0)
+        with self.database.read() as connection:
+            for status, number in connection.execute(COUNTS_BY_STATUS):
+                counts[GenerationStatus(status)] = int(number)
+        return counts
+
+    def counted_by_rows(self) -> dict[GenerationStatus, int]:
+        """``count(*)`` of the table by status, the slow way: what the maintained counts
+        (:meth:`counts_by_status`) must always equal. For ``db check`` and tests."""
         query = select(Generation.status, func.count()).group_by(Generation.status)
         counts = dict.fromkeys(GenerationStatus, 0)
-        with self.database.session() as session:
-            for status, number in session.execute(query):
-                counts[GenerationStatus(status)] = number
+        with self.database.read() as connection:
+            for status, number in connection.execute(query):
+                counts[GenerationStatus(status)] = int(number)
         return counts
 
     def file_records(self) -> Iterator[FileRecord]:

@@ -2,8 +2,11 @@
 
 SQLite connections run in WAL mode with foreign keys enforced and a busy timeout; transactions
 are begun explicitly so that a writer can ask for ``BEGIN IMMEDIATE`` and take the write lock
-up front (see :meth:`Database.session`). PostgreSQL connections are checked before use
-(``pool_pre_ping``) and give up connecting after :data:`PG_CONNECT_TIMEOUT` seconds.
+up front (see :meth:`Database.session`). PostgreSQL connections give up connecting after
+:data:`PG_CONNECT_TIMEOUT` seconds and are pinged before use when they sat idle in the pool for
+more than :data:`PG_PING_AFTER_IDLE` seconds (a ping on every checkout cost a round trip per
+request). Reads that need no transaction go through :meth:`Database.read`, which on PostgreSQL
+runs in autocommit: one round trip per statement, no ``BEGIN``/``COMMIT``.
 
 Every failure to reach the database is raised as :class:`~dgx_music.errors.DatabaseUnavailableError`
 naming the URL (password masked) and the cause.
@@ -13,19 +16,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import (
     ArgumentError,
     DBAPIError,
+    DisconnectionError,
     InterfaceError,
     OperationalError,
     SQLAlchemyError,
@@ -35,16 +36,26 @@ from sqlalchemy.orm import Session, sessionmaker
 from dgx_music.config import Settings, get_settings
 from dgx_music.errors import DatabaseUnavailableError, DgxMusicError, StorageError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 logger = logging.getLogger(__name__)
 
 #: How long SQLite waits for another connection's write lock, milliseconds.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: How long a PostgreSQL connection attempt may take, seconds.
 PG_CONNECT_TIMEOUT = 5
+#: A pooled PostgreSQL connection idle for longer than this is pinged before use, seconds: one
+#: used a moment ago is alive, one that sat through a server restart is replaced.
+PG_PING_AFTER_IDLE = 2.0
 #: Key of the PostgreSQL advisory lock that serialises concurrent migrations.
 MIGRATION_LOCK_KEY = 0x6D75_7369  # "musi"
 #: Where the Alembic environment and revisions live, inside the package.
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: The newest revision in ``migrations/versions``, so opening an up-to-date database needs no
+#: Alembic at all (importing it and loading the scripts cost a CLI command 0.2 s); a test checks
+#: it against Alembic's own head.
+SCHEMA_HEAD = "0002"
 #: Execution option that makes a SQLite transaction begin with ``BEGIN IMMEDIATE``.
 SQLITE_BEGIN_OPTION = "dgx_sqlite_begin"
 
@@ -105,12 +116,11 @@ def create_db_engine(url: str, *, echo: bool = False) -> Engine:
         event.listen(engine, "begin", _begin_sqlite_transaction)
         return engine
     if backend == "postgresql":
-        return create_engine(
-            url,
-            echo=echo,
-            pool_pre_ping=True,
-            connect_args={"connect_timeout": PG_CONNECT_TIMEOUT},
-        )
+        engine = create_engine(url, echo=echo, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT})
+        event.listen(engine, "connect", _note_use)
+        event.listen(engine, "checkin", _note_use)
+        event.listen(engine, "checkout", _ping_if_idle)
+        return engine
     raise StorageError(f"unsupported database {mask_url(url)}: use sqlite:/// or postgresql://")
 
 
@@ -128,6 +138,32 @@ def _configure_sqlite_connection(dbapi_connection: Any, connection_record: Any) 
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
+
+
+def _note_use(dbapi_connection: Any, connection_record: Any) -> None:
+    if connection_record is not None:
+        connection_record.info["dgx_last_used"] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, connection_record: Any, connection_proxy: Any) -> None:
+    # Like pool_pre_ping, but only for connections that sat idle: raising DisconnectionError
+    # makes the pool drop this connection and check out (or open) another.
+    if getattr(dbapi_connection, "closed", False) or getattr(dbapi_connection, "broken", False):
+        raise DisconnectionError("the pooled connection was closed")
+    last_used = connection_record.info.get("dgx_last_used", 0.0)
+    if time.monotonic() - last_used <= PG_PING_AFTER_IDLE:
+        return
+    try:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT 1")
+        finally:
+            cursor.close()
+        if not dbapi_connection.autocommit:
+            dbapi_connection.rollback()
+    except Exception as exc:
+        raise DisconnectionError(f"the pooled connection is dead: {exc}") from exc
+    connection_record.info["dgx_last_used"] = time.monotonic()
 
 
 def _begin_sqlite_transaction(connection: Connection) -> None:
@@ -148,20 +184,20 @@ class Database:
         self.url = url
         self.engine = create_db_engine(url, echo=echo)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_engine = self.engine
         if self.is_sqlite:
-            immediate = self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
-            self._write_sessions = sessionmaker(immediate, expire_on_commit=False)
-        else:
-            self._write_sessions = self.sessions
-
-    @property
-    def backend(self) -> str:
-        """``"sqlite"`` or ``"postgresql"``."""
-        return self.engine.dialect.name
+            self._write_engine = self.engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
+        # PostgreSQL reads run in autocommit (READ COMMITTED gives every statement its own
+        # snapshot anyway); SQLite reads keep a transaction, so one read sees one snapshot.
+        self._read_engine = self.engine
+        if not self.is_sqlite:
+            self._read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self.backend = self.engine.dialect.name
 
     @property
     def is_sqlite(self) -> bool:
-        return self.backend == "sqlite"
+        return self.engine.dialect.name == "sqlite"
 
     @property
     def masked_url(self) -> str:
@@ -191,14 +227,49 @@ class Database:
                 yield session
         except DgxMusicError:
             raise
-        except (OperationalError, InterfaceError) as exc:
-            raise self.unavailable(exc) from exc
-        except DBAPIError as exc:
-            if exc.connection_invalidated:
-                raise self.unavailable(exc) from exc
-            raise StorageError(f"database error: {describe_db_error(exc)}") from exc
         except SQLAlchemyError as exc:
-            raise StorageError(f"database error: {describe_db_error(exc)}") from exc
+            raise self.storage_error(exc) from exc
+
+    @contextmanager
+    def transaction(self, *, write: bool = False) -> Iterator[Connection]:
+        """A Core connection in a transaction that commits when the block ends: for hot paths
+        that need no ORM unit of work. ``write`` and the errors are as for :meth:`session`."""
+        engine = self._write_engine if write else self.engine
+        try:
+            with engine.begin() as connection:
+                yield connection
+        except DgxMusicError:
+            raise
+        except SQLAlchemyError as exc:
+            raise self.storage_error(exc) from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for reads that need no transaction of their own, with the errors of
+        :meth:`session`. Nothing written through it is committed on SQLite.
+
+        Raises
+        ------
+        DatabaseUnavailableError
+            The database cannot be reached.
+        StorageError
+            Any other database failure.
+        """
+        try:
+            with self._read_engine.connect() as connection:
+                yield connection
+        except DgxMusicError:
+            raise
+        except SQLAlchemyError as exc:
+            raise self.storage_error(exc) from exc
+
+    def storage_error(self, exc: SQLAlchemyError) -> DgxMusicError:
+        """The project error for a SQLAlchemy failure: unavailable, or a plain storage error."""
+        if isinstance(exc, OperationalError | InterfaceError):
+            return self.unavailable(exc)
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return self.unavailable(exc)
+        return StorageError(f"database error: {describe_db_error(exc)}")
 
     def unavailable(self, exc: BaseException) -> DatabaseUnavailableError:
         """The error to raise for a failure to reach this database."""
@@ -220,6 +291,32 @@ class Database:
         except (DBAPIError, SQLAlchemyError) as exc:
             raise self.unavailable(exc) from exc
 
+    def stored_revision(self) -> str | None:
+        """The schema revision recorded in ``alembic_version``, read with plain SQL (no
+        Alembic); ``None`` for a database that was never migrated. Connecting checks the
+        connection.
+
+        Raises
+        ------
+        DatabaseUnavailableError
+            With the masked URL and the driver's reason.
+        """
+        exists = (
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+            if self.is_sqlite
+            else "SELECT count(*) FROM pg_catalog.pg_tables "
+            "WHERE tablename = 'alembic_version' AND schemaname = current_schema()"
+        )
+        try:
+            with self.engine.connect() as connection:
+                if not connection.execute(text(exists)).scalar_one():
+                    return None
+                versions = connection.execute(text("SELECT version_num FROM alembic_version"))
+                rows = versions.scalars().all()
+        except (DBAPIError, SQLAlchemyError) as exc:
+            raise self.unavailable(exc) from exc
+        return rows[0] if len(rows) == 1 else None
+
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
@@ -227,6 +324,8 @@ class Database:
 
 def alembic_config(database: Database) -> Config:
     """An Alembic configuration for ``database``, built in code (no ``alembic.ini``)."""
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     # ``%`` would be read as interpolation by configparser.
@@ -236,6 +335,8 @@ def alembic_config(database: Database) -> Config:
 
 def head_revision() -> str:
     """The newest migration shipped with this package."""
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
     if head is None:
         raise StorageError(f"no migrations found in {MIGRATIONS_DIR}")
@@ -244,6 +345,8 @@ def head_revision() -> str:
 
 def current_revision(database: Database) -> str | None:
     """The revision the database is at; ``None`` for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
     try:
         with database.engine.connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
@@ -270,6 +373,8 @@ def upgrade(database: Database, revision: str = "head") -> None:
     StorageError
         A migration failed; the transaction is rolled back.
     """
+    from alembic import command
+
     config = alembic_config(database)
     engine: Engine = database.engine
     if database.is_sqlite:
@@ -313,14 +418,17 @@ def get_database(settings: Settings | None = None) -> Database:
     """
     settings = settings or get_settings()
     url = settings.resolved_database_url
+    database = _databases.get(url)  # every request asks: answer without the lock when known
+    if database is not None:
+        return database
     with _databases_lock:
         database = _databases.get(url)
         if database is not None:
             return database
         database = Database(url)
         try:
-            database.check_connection()
-            if settings.auto_migrate:
+            revision = database.stored_revision()
+            if settings.auto_migrate and revision != SCHEMA_HEAD:
                 upgrade(database)
         except BaseException:
             database.dispose()

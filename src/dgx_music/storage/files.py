@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from dgx_music.audio.export import temp_path_pattern
 from dgx_music.storage.models import GenerationStatus
 
 logger = logging.getLogger(__name__)
@@ -53,6 +52,17 @@ def relative_output_path(generation_id: str, created_at: datetime) -> Path:
 def output_path(output_dir: Path, generation_id: str, created_at: datetime) -> Path:
     """The absolute-or-as-configured path of a generation's WAV file."""
     return output_dir / relative_output_path(generation_id, created_at)
+
+
+def temp_path_pattern(final_path: Path) -> str:
+    """Glob pattern of the temp files :func:`dgx_music.audio.export.write_temp` makes for
+    ``final_path`` (``.<final name>.<random>.tmp``).
+
+    Kept here rather than imported from the exporter: the queue, ``db check`` and ``db cleanup``
+    need it, and importing the exporter would load scipy into every CLI command. A test checks
+    that the exporter's temp files match it.
+    """
+    return f".{final_path.name}.*.tmp"
 
 
 def remove_temp_files(final_path: Path) -> list[Path]:

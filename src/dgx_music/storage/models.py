@@ -25,6 +25,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -232,4 +233,30 @@ class Generation(Base):
         Index("ix_generations_status_created_at_id", "status", "created_at", "id"),
         # The history, newest first.
         Index("ix_generations_created_at_id", "created_at", "id"),
+    )
+
+
+class GenerationCount(Base):
+    """How many generations are in one status, kept by database triggers (migration 0002).
+
+    Every insert, status change, delete and truncate of ``generations`` updates these rows in
+    the same transaction, so ``sum(total)`` over a status equals ``count(*)`` of its rows at every
+    snapshot. PostgreSQL splits a status over several ``shard`` rows (one per group of server
+    backends) so concurrent writers do not wait on one row; only the sum means anything.
+    Nothing but the triggers writes here.
+    """
+
+    __tablename__ = "generation_counts"
+
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    #: Generations of this status counted on this shard; may be negative on one shard.
+    total: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ({})".format(", ".join(f"'{status.value}'" for status in GenerationStatus)),
+            name="status_valid",
+        ),
+        CheckConstraint("shard >= 0", name="shard_not_negative"),
     )
