@@ -1,13 +1,16 @@
 """The ``dgx-music`` command line: typer commands, rich output.
 
 Exit codes: 0 success, 2 invalid input (the message names the field), 1 any other failure.
+
+Each command imports what it needs when it runs. The queue and history commands (``submit``,
+``jobs``, ``jobs show``, ``jobs cancel``, ``db ...``) never import torch, transformers, librosa or
+scipy, which would cost seconds per command; a test runs them in a subprocess and checks.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import platform
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -17,14 +20,6 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from dgx_music import __version__
@@ -32,6 +27,8 @@ from dgx_music.config import get_settings
 from dgx_music.errors import DgxMusicError, InvalidInputError, ValidationError
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from dgx_music.generation.request import GenerationRequest
     from dgx_music.jobs.queue import JobManager, JobStatus
 
@@ -78,6 +75,15 @@ def main(
 
 @contextmanager
 def progress_bar() -> Iterator[Progress]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -418,6 +424,8 @@ def serve(
 @app.command()
 def info() -> None:
     """Versions, device, GPU and which models are available offline."""
+    import platform
+
     import torch
     import transformers
 

@@ -21,15 +21,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-import torch
-
 from dgx_music.config import Settings, get_settings
 from dgx_music.errors import ModelLoadError, UnknownModelError
-from dgx_music.generation.musicgen import (
-    MusicgenBackend,
-    cached_checkpoint_dir,
-    local_checkpoint_dir,
-)
+
+# torch and transformers (through .musicgen) are imported where a device is chosen or a model
+# is built: resolving a name, validating a request or queueing a job must not pay seconds of
+# imports for them (``dgx-music submit``, the CLI's history commands).
 from dgx_music.generation.request import (
     MAX_SEED,
     Backend,
@@ -171,6 +168,8 @@ def choose_device(preference: str) -> str:
     preference = preference.strip().lower()
     if preference == "cpu":
         return "cpu"
+    import torch
+
     if preference == "cuda" or preference.startswith("cuda:"):
         if not torch.cuda.is_available():
             raise ModelLoadError(
@@ -208,7 +207,11 @@ def _warn_cpu_once() -> None:
 
 def apply_torch_threads(settings: Settings) -> None:
     """Set torch's intra-op threads to ``settings.torch_threads`` when it is positive."""
-    if settings.torch_threads > 0 and torch.get_num_threads() != settings.torch_threads:
+    if settings.torch_threads <= 0:
+        return
+    import torch
+
+    if torch.get_num_threads() != settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
         logger.info("torch uses %d CPU threads", settings.torch_threads)
 
@@ -257,6 +260,8 @@ class MusicEngine:
             from dgx_music.generation.synth import SynthBackend
 
             return SynthBackend()
+        from dgx_music.generation.musicgen import MusicgenBackend
+
         return MusicgenBackend(
             spec.source,
             name=spec.name,
@@ -287,6 +292,8 @@ class MusicEngine:
 
     def available_models(self) -> list[ModelInfo]:
         """Every registry model and whether it can run offline now. Reads only local files."""
+        from dgx_music.generation.musicgen import cached_checkpoint_dir, local_checkpoint_dir
+
         models = [
             ModelInfo(
                 TINY_MODEL,
