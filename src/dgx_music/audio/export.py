@@ -1,12 +1,20 @@
 """Export: any audio array to a 32 kHz stereo PCM16 WAV at the target loudness, atomically.
 
 Loudness is integrated loudness per ITU-R BS.1770-4 (K-weighting, 400 ms blocks, absolute gate at
--70 LUFS, relative gate at -10 LU), measured with pyloudnorm. Peaks are held below both a sample
-peak ceiling and a true-peak ceiling (BS.1770-4 Annex 2: 4x oversampled peak) by a look-ahead
-peak limiter, never by clipping. The gain and the limiter are iterated until loudness and both
-peak ceilings hold, or until reaching the loudness would need more limiting than
-:data:`MAX_LIMITER_REDUCTION_DB` (very sparse, spiky material): then the peak ceilings win and the
-achieved loudness is reported with the ``loudness_below_target`` flag.
+-70 LUFS, relative gate at -10 LU). :func:`integrated_loudness` measures it with pyloudnorm, the
+reference meter; the exporter's own passes use :mod:`dgx_music.audio.bs1770`, which gives the same
+figure (tests hold it to 1e-6 LU) from block energies it can re-gate for any gain without
+filtering again. Peaks are held below both a sample peak ceiling and a true-peak ceiling
+(BS.1770-4 Annex 2: 4x oversampled peak) by a look-ahead peak limiter, never by clipping. The gain
+and the limiter are iterated until loudness and both peak ceilings hold, or until reaching the
+loudness would need more limiting than :data:`MAX_LIMITER_REDUCTION_DB` (very sparse, spiky
+material): then the peak ceilings win and the achieved loudness is reported with the
+``loudness_below_target`` flag.
+
+Speed: the input is K-weighted and oversampled at most once. A pass whose gain leaves every
+true peak under the ceiling needs no limiter and no measurement (its loudness follows from the
+stored block energies); only limited passes filter their output again. True peaks are found by
+:mod:`dgx_music.audio.truepeak`, which oversamples only blocks that could hold the peak.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import pyloudnorm
 import soundfile
 from scipy import ndimage, signal
 
+from dgx_music.audio import bs1770, truepeak
 from dgx_music.config import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE, Settings, get_settings
 from dgx_music.errors import ExportError, InvalidAudioError
 
@@ -34,7 +43,7 @@ logger = logging.getLogger(__name__)
 #: BS.1770-4 gating block length, seconds; shorter clips have no integrated loudness.
 LOUDNESS_BLOCK_S = 0.4
 #: Oversampling factor for true-peak measurement (BS.1770-4 Annex 2).
-TRUE_PEAK_OVERSAMPLING = 4
+TRUE_PEAK_OVERSAMPLING = truepeak.OVERSAMPLING
 #: Limiter look-ahead (and attack ramp), seconds.
 LIMITER_LOOKAHEAD_S = 0.005
 #: Limiter hold before the gain starts to recover, seconds.
@@ -142,16 +151,16 @@ def true_peak_envelope(audio: np.ndarray) -> np.ndarray:
     The signal is oversampled 4x; each original sample gets the largest oversampled magnitude
     among the four points that follow it, and the largest of those across channels.
     """
-    oversampled = signal.resample_poly(audio, TRUE_PEAK_OVERSAMPLING, 1, axis=-1)
-    magnitude = np.abs(oversampled).max(axis=0)
-    frames = audio.shape[-1]
-    return magnitude[: frames * TRUE_PEAK_OVERSAMPLING].reshape(frames, -1).max(axis=1)
+    return truepeak.envelope(np.atleast_2d(audio))
 
 
 def true_peak_dbtp(audio: np.ndarray) -> float:
-    """True peak of (channels, samples) audio, dBTP (BS.1770-4 Annex 2)."""
-    peak = float(true_peak_envelope(np.atleast_2d(audio)).max())
-    return gain_to_db(peak)
+    """True peak of (channels, samples) audio, dBTP (BS.1770-4 Annex 2).
+
+    Exactly the maximum of :func:`true_peak_envelope`, but oversampling only the blocks that
+    could hold it.
+    """
+    return gain_to_db(truepeak.true_peak(np.asarray(audio, dtype=np.float64)))
 
 
 @dataclass(frozen=True)
@@ -183,8 +192,23 @@ class PeakLimiter:
         self.hold = max(self.lookahead, int(round(LIMITER_HOLD_S * sample_rate)))
         self.release_coefficient = math.exp(-1.0 / (LIMITER_RELEASE_S * sample_rate))
 
-    def process(self, audio: np.ndarray) -> LimiterResult:
-        envelope = np.maximum(true_peak_envelope(audio), np.abs(audio).max(axis=0))
+    def process(self, audio: np.ndarray, envelope: np.ndarray | None = None) -> LimiterResult:
+        """Limit (channels, samples) audio.
+
+        Parameters
+        ----------
+        audio
+            Float array (channels, samples), full scale 1.0.
+        envelope
+            Per-sample peak magnitude to hold under the ceiling (the larger of true peak and
+            sample peak across channels), when the caller already has it; computed otherwise.
+        """
+        if envelope is None:
+            # No oversampled value exceeds filter_gain() times the largest sample: below that
+            # the limiter has nothing to do, and oversampling would be wasted.
+            if np.abs(audio).max() * truepeak.filter_gain() <= self.ceiling:
+                return LimiterResult(audio=audio, reduction_db=0.0)
+            envelope = np.maximum(true_peak_envelope(audio), np.abs(audio).max(axis=0))
         needed = np.minimum(1.0, self.ceiling / np.maximum(envelope, 1e-12))
         if needed.min() >= 1.0:
             return LimiterResult(audio=audio, reduction_db=0.0)
@@ -275,25 +299,43 @@ class LoudnessNormalizer:
             Rate of ``audio``, Hz.
         """
         stereo = to_output_layout(audio, sample_rate)
-        loudness = integrated_loudness(stereo, OUTPUT_SAMPLE_RATE)
-        if loudness is None or loudness < SILENCE_LUFS:
+        energies = bs1770.block_energies(stereo, OUTPUT_SAMPLE_RATE)
+        loudness = None if energies is None else bs1770.gated_loudness(energies)
+        if energies is None or loudness is None or loudness < SILENCE_LUFS:
             flag = FLAG_TOO_SHORT if loudness is None else FLAG_SILENT
             # No loudness to aim at: no gain, but peaks must still respect the ceilings.
             limited = self.limiter.process(stereo)
             return self._finish(limited.audio, loudness, 0.0, limited.reduction_db, (flag,))
 
-        peak = float(true_peak_envelope(stereo).max())
+        peak, peak_bounds = truepeak.peak_bounds(stereo)
+        # What the limiter compares with its ceiling: the larger of true and sample peak.
+        limiter_peak = max(peak, float(np.abs(stereo).max()))
+        envelope: np.ndarray | None = None
         # The most make-up gain the limiter may absorb before the result is squashed, dB.
         max_gain_db = gain_to_db(self.limiter.ceiling / peak) + MAX_LIMITER_REDUCTION_DB
         gain_db = min(self.target_lufs - loudness, max_gain_db)
         previous: tuple[float, float] | None = None
         for _ in range(MAX_PASSES):
-            limited = self.limiter.process(stereo * db_to_gain(gain_db))
-            achieved = integrated_loudness(limited.audio, OUTPUT_SAMPLE_RATE)
-            assert achieved is not None  # the clip is long enough: checked above
+            gain = db_to_gain(gain_db)
+            if gain * limiter_peak <= self.limiter.ceiling:
+                # The limiter would leave every sample alone, so the output is the scaled input
+                # and its block energies are the stored ones times gain**2: no filtering needed.
+                output, reduction_db = stereo * gain, 0.0
+                achieved = bs1770.gated_loudness(energies, gain * gain)
+                scaled_bounds: np.ndarray | None = peak_bounds * gain
+            else:
+                if envelope is None:
+                    # Oversampled once; a gain only scales it (the oversampling is linear).
+                    envelope = np.maximum(true_peak_envelope(stereo), np.abs(stereo).max(axis=0))
+                limited = self.limiter.process(stereo * gain, envelope * gain)
+                output, reduction_db = limited.audio, limited.reduction_db
+                output_energies = bs1770.block_energies(output, OUTPUT_SAMPLE_RATE)
+                assert output_energies is not None  # the clip is long enough: checked above
+                achieved = bs1770.gated_loudness(output_energies)
+                scaled_bounds = None
             error = self.target_lufs - achieved
             if abs(error) <= LOUDNESS_TOLERANCE_LU:
-                return self._finish(limited.audio, achieved, gain_db, limited.reduction_db)
+                return self._finish(output, achieved, gain_db, reduction_db, (), scaled_bounds)
             if gain_db >= max_gain_db and error > 0:
                 break
             # Limiting makes loudness grow more slowly than gain: step along the secant of
@@ -313,7 +355,7 @@ class LoudnessNormalizer:
                 self.target_lufs,
                 achieved,
             )
-        return self._finish(limited.audio, achieved, gain_db, limited.reduction_db, flags)
+        return self._finish(output, achieved, gain_db, reduction_db, flags, scaled_bounds)
 
     def _finish(
         self,
@@ -322,16 +364,27 @@ class LoudnessNormalizer:
         gain_db: float,
         reduction_db: float,
         flags: tuple[str, ...] = (),
+        peak_bounds: np.ndarray | None = None,
     ) -> NormalisedAudio:
+        """Quantise and measure what will be written.
+
+        ``peak_bounds``: per-block upper bounds of the true peak of ``audio`` (see
+        :func:`truepeak.peak_bounds`), when known; they narrow the final true-peak search.
+        """
         # Quantise here so every figure describes exactly the samples that reach the file.
         quantised = quantise_pcm16(audio).astype(np.float64) / PCM16_FULL_SCALE
-        measured = integrated_loudness(quantised, OUTPUT_SAMPLE_RATE)
+        measured = bs1770.integrated_loudness(quantised, OUTPUT_SAMPLE_RATE)
+        if peak_bounds is not None:
+            # Oversampling is linear: the quantised signal's true peak differs from the
+            # unquantised one's by at most filter_gain() times the largest rounding error.
+            rounding = float(np.abs(quantised - audio).max()) * truepeak.filter_gain()
+            peak_bounds = (peak_bounds + rounding) * (1.0 + truepeak.BOUND_SLACK)
         return NormalisedAudio(
             audio=quantised.astype(np.float32),
             sample_rate=OUTPUT_SAMPLE_RATE,
             integrated_lufs=measured if loudness is not None else None,
             sample_peak=float(np.abs(quantised).max()),
-            true_peak_dbtp=true_peak_dbtp(quantised),
+            true_peak_dbtp=gain_to_db(truepeak.true_peak(quantised, peak_bounds)),
             gain_db=gain_db,
             limiter_reduction_db=reduction_db,
             flags=flags,

@@ -1,0 +1,310 @@
+"""The exporter's fast paths against slow references kept here.
+
+The exporter measures loudness with :mod:`dgx_music.audio.bs1770` (block energies re-gated per
+gain) and true peak with :mod:`dgx_music.audio.truepeak` (oversampling only where the peak can
+be). These tests hold each against the straightforward computation it replaces: pyloudnorm for
+loudness, a whole-signal 4x ``resample_poly`` for true peak, and the exporter's earlier loop
+(:func:`reference_normalise`, which re-measured everything with both on every pass) for the
+whole result, on varied material, lengths, rates and layouts.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import pytest
+import soundfile
+from scipy import signal
+
+from dgx_music.audio import bs1770, export, truepeak
+from dgx_music.audio.export import (
+    FLAG_LOUDNESS_BELOW_TARGET,
+    LoudnessNormalizer,
+    NormalisedAudio,
+    export_wav,
+)
+from tests.utils import signals
+
+RATE = 32_000
+
+
+# --- slow references ---------------------------------------------------------------------------
+
+
+def reference_envelope(audio: np.ndarray) -> np.ndarray:
+    """Per-sample true peak across channels from oversampling the whole signal."""
+    audio = np.atleast_2d(audio)
+    oversampled = signal.resample_poly(audio, 4, 1, axis=-1)
+    magnitude = np.abs(oversampled).max(axis=0)
+    return magnitude.reshape(audio.shape[-1], 4).max(axis=1)
+
+
+def reference_loudness(audio: np.ndarray, rate: int) -> float:
+    with np.errstate(divide="ignore"):
+        return float(pyloudnorm.Meter(rate).integrated_loudness(np.atleast_2d(audio).T))
+
+
+def reference_normalise(audio: np.ndarray, rate: int) -> NormalisedAudio:
+    """The exporter's loop before the fast paths: pyloudnorm and a full oversampling per pass."""
+    normalizer = LoudnessNormalizer()
+    limiter = normalizer.limiter
+
+    def limit(samples: np.ndarray) -> export.LimiterResult:
+        envelope = np.maximum(reference_envelope(samples), np.abs(samples).max(axis=0))
+        return limiter.process(samples, envelope)
+
+    def finish(samples, loudness, gain_db, reduction_db, flags=()) -> NormalisedAudio:
+        quantised = export.quantise_pcm16(samples).astype(np.float64) / export.PCM16_FULL_SCALE
+        measured = reference_loudness(quantised, RATE) if loudness is not None else None
+        return NormalisedAudio(
+            audio=quantised.astype(np.float32),
+            sample_rate=RATE,
+            integrated_lufs=measured,
+            sample_peak=float(np.abs(quantised).max()),
+            true_peak_dbtp=export.gain_to_db(float(reference_envelope(quantised).max())),
+            gain_db=gain_db,
+            limiter_reduction_db=reduction_db,
+            flags=flags,
+        )
+
+    stereo = export.to_output_layout(audio, rate)
+    loudness = reference_loudness(stereo, RATE) if stereo.shape[1] >= int(0.4 * RATE) else None
+    if loudness is None or loudness < export.SILENCE_LUFS:
+        flag = export.FLAG_TOO_SHORT if loudness is None else export.FLAG_SILENT
+        limited = limit(stereo)
+        return finish(limited.audio, loudness, 0.0, limited.reduction_db, (flag,))
+    peak = float(reference_envelope(stereo).max())
+    max_gain_db = export.gain_to_db(limiter.ceiling / peak) + export.MAX_LIMITER_REDUCTION_DB
+    gain_db = min(normalizer.target_lufs - loudness, max_gain_db)
+    previous = None
+    for _ in range(export.MAX_PASSES):
+        limited = limit(stereo * export.db_to_gain(gain_db))
+        achieved = reference_loudness(limited.audio, RATE)
+        error = normalizer.target_lufs - achieved
+        if abs(error) <= export.LOUDNESS_TOLERANCE_LU:
+            return finish(limited.audio, achieved, gain_db, limited.reduction_db)
+        if gain_db >= max_gain_db and error > 0:
+            break
+        step = error
+        if previous is not None and gain_db != previous[0]:
+            slope = (achieved - previous[1]) / (gain_db - previous[0])
+            if slope > 0.05:
+                step = error / slope
+        previous = (gain_db, achieved)
+        gain_db = min(gain_db + step, max_gain_db)
+    flags = ()
+    if achieved < normalizer.target_lufs - export.LOUDNESS_TOLERANCE_LU:
+        flags = (FLAG_LOUDNESS_BELOW_TARGET,)
+    return finish(limited.audio, achieved, gain_db, limited.reduction_db, flags)
+
+
+# --- material ----------------------------------------------------------------------------------
+
+
+def gated_sections(seconds: float = 6.0, rate: int = RATE) -> np.ndarray:
+    """Loud noise with near-silent stretches around -75 LUFS: blocks on both sides of the gates."""
+    audio = signals.noise(seconds, rms=0.1, sample_rate=rate, seed=3)
+    frames = audio.shape[1]
+    audio[:, frames // 4 : frames // 2] *= 10 ** (-57 / 20)
+    audio[:, -frames // 5 :] *= 10 ** (-30 / 20)
+    return audio
+
+
+def tone_bursts(seconds: float = 8.0, rate: int = RATE) -> np.ndarray:
+    """4 kHz bursts of 50 ms every half second: transients, and inter-sample peaks."""
+    tone = signals.sine(seconds, 4_010.0, 0.7, sample_rate=rate)
+    t = np.arange(tone.shape[1]) / rate
+    return tone * ((t % 0.5) < 0.05)
+
+
+def ebu_sine(seconds: float, dbfs: float, rate: int = 48_000) -> np.ndarray:
+    """EBU Tech 3341 cases 1 and 2: a 1 kHz stereo sine at ``dbfs`` on each channel."""
+    return signals.sine(seconds, 1_000.0, 10 ** (dbfs / 20), sample_rate=rate)
+
+
+def quarter_rate_sine(seconds: float = 2.0, rate: int = 48_000) -> np.ndarray:
+    """A sine at a quarter of the rate, 45 degrees off its samples (EBU Tech 3341 true-peak
+    style): the samples sit 3.01 dB under the crests, which lie halfway between samples."""
+    n = np.arange(int(seconds * rate))
+    tone = np.sin(np.pi / 2 * n + np.pi / 4)
+    return np.repeat(tone[np.newaxis, :], 2, axis=0)
+
+
+MATERIAL = {
+    "noise_16s": lambda: (signals.noise(16.0, rms=0.05), RATE),
+    "loud_noise_4s": lambda: (signals.noise(4.0, rms=0.6), RATE),
+    "sine_4s": lambda: (signals.sine(4.0, amplitude=0.2), RATE),
+    "drums_4s": lambda: (signals.drum_loop(4.0, bpm=120), RATE),
+    "drums_4s_mono_44k": lambda: (signals.drum_loop(4.0, bpm=90, sample_rate=44_100)[:1], 44_100),
+    "bursts_4s_48k": lambda: (tone_bursts(4.0, 48_000), 48_000),
+    "clicks_6s": lambda: (signals.clicks(6.0), RATE),
+    "gated_sections_22k": lambda: (gated_sections(6.0, 22_050), 22_050),
+    "quiet_chord_4s": lambda: (
+        signals.sine(4.0, 220, 0.01) + signals.sine(4.0, 277.2, 0.01),
+        RATE,
+    ),
+    "clipped_sine_4s": lambda: (np.clip(signals.sine(4.0, 200.0, amplitude=3.0), -1, 1), RATE),
+    "ebu_3341_case1_48k": lambda: (ebu_sine(4.0, -23.0), 48_000),
+    "quarter_rate_sine_48k": lambda: (quarter_rate_sine(4.0), 48_000),
+    "silence": lambda: (np.zeros((2, 64_000)), RATE),
+    "short": lambda: (signals.noise(0.3, rms=0.3), RATE),
+}
+
+
+# --- loudness core against pyloudnorm ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [8_000, 22_050, 32_000, 44_100, 48_000])
+@pytest.mark.parametrize("seconds", [0.4, 0.45, 0.75, 1.0, 3.33, 7.0])
+def test_block_loudness_equals_pyloudnorm(rate: int, seconds: float):
+    # Lengths around a block and off the 100 ms grid exercise pyloudnorm's block count rounding.
+    cases = [
+        signals.noise(seconds, sample_rate=rate),
+        signals.sine(seconds, 997.0, 0.1, sample_rate=rate, channels=1),
+        signals.noise(seconds, rms=0.02, sample_rate=rate, channels=5, seed=2),
+        gated_sections(seconds, rate),
+    ]
+    for audio in cases:
+        assert bs1770.integrated_loudness(audio, rate) == pytest.approx(
+            reference_loudness(audio, rate), abs=1e-6
+        )
+
+
+@pytest.mark.parametrize("gain_db", [-30.0, -6.0, 0.0, 12.0, 40.0])
+def test_regating_stored_energies_equals_measuring_scaled_audio(gain_db: float):
+    # The gated_sections material has blocks near -75 LUFS and at -30 dB: gains of +12 and
+    # +40 dB lift blocks across the absolute gate, -30 dB drops some below it.
+    audio = gated_sections(6.0)
+    energies = bs1770.block_energies(audio, RATE)
+    gain = 10 ** (gain_db / 20)
+    assert bs1770.gated_loudness(energies, gain**2) == pytest.approx(
+        reference_loudness(audio * gain, RATE), abs=1e-6
+    )
+
+
+def test_loudness_of_silence_and_short_audio():
+    assert bs1770.integrated_loudness(np.zeros((2, RATE)), RATE) == -math.inf
+    assert bs1770.integrated_loudness(np.ones((2, 12_799)) * 0.1, RATE) is None
+
+
+def test_too_many_channels_are_refused_with_the_limit():
+    with pytest.raises(ValueError, match=r"6 channels.*at most 5"):
+        bs1770.block_energies(np.zeros((6, RATE)), RATE)
+
+
+@pytest.mark.parametrize(("dbfs", "rate"), [(-23.0, 48_000), (-33.0, 48_000), (-23.0, 44_100)])
+def test_ebu_3341_sines_read_their_level(dbfs: float, rate: int):
+    # EBU Tech 3341 cases 1 and 2: a 1 kHz stereo sine at -23 (-33) dBFS reads -23 (-33) LUFS
+    # within +/-0.1 LU.
+    assert bs1770.integrated_loudness(ebu_sine(5.0, dbfs, rate), rate) == pytest.approx(
+        dbfs, abs=0.1
+    )
+
+
+# --- true peak against whole-signal oversampling -----------------------------------------------
+
+
+def peak_material() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(7)
+    # Worst case for the tap-sum bound: samples with the signs of one phase's taps, so every
+    # tap adds up at one point.
+    response = truepeak._impulse_response()[2::4]
+    alternating = np.zeros((2, 3_000))
+    alternating[:, 1_000 : 1_000 + response.size] = 0.3 * np.sign(response[::-1])
+    edge = np.zeros((2, 1_000))
+    edge[0, 0], edge[1, -1] = 0.9, -0.95
+    return {
+        "noise": signals.noise(3.0, rms=0.2),
+        "high_sine": signals.sine(2.0, 7_000.0, 0.3),
+        "quarter_rate": quarter_rate_sine(1.0),
+        "clicks": signals.clicks(4.0),
+        "drums": signals.drum_loop(3.0, bpm=150),
+        "bursts": tone_bursts(3.0),
+        "alternating_taps": alternating,
+        "peaks_at_both_ends": edge,
+        "one_sample": rng.normal(size=(2, 1)),
+        "under_a_block": rng.normal(size=(1, 100)),
+        "block_minus_one": rng.normal(size=(2, 255)),
+        "block_plus_one": rng.normal(size=(2, 257)),
+        "mono_long": signals.drum_loop(5.0, bpm=100)[:1],
+    }
+
+
+@pytest.mark.parametrize("name", sorted(peak_material()))
+def test_true_peak_search_equals_whole_signal_oversampling(name: str):
+    audio = peak_material()[name]
+    reference = reference_envelope(audio)
+    np.testing.assert_array_equal(truepeak.envelope(audio), reference)
+    assert truepeak.true_peak(audio) == pytest.approx(reference.max(), rel=1e-12)
+    assert export.true_peak_dbtp(audio) == pytest.approx(
+        export.gain_to_db(float(reference.max())), abs=1e-9
+    )
+    # The bounds the search prunes with must really bound every block.
+    blocks = -(-audio.shape[-1] // truepeak.BLOCK_FRAMES)
+    per_block = np.zeros(blocks * truepeak.BLOCK_FRAMES)
+    per_block[: reference.size] = reference
+    per_block = per_block.reshape(blocks, -1).max(axis=1)
+    assert np.all(truepeak.sample_bounds(audio) >= per_block)
+    # Any selection of blocks, oversampled piecewise, gives the whole-signal values.
+    rng = np.random.default_rng(len(name))
+    for _ in range(3):
+        selected = rng.random(blocks) < 0.4
+        found = truepeak.block_true_peaks(audio, selected)
+        np.testing.assert_allclose(found[selected], per_block[selected], rtol=1e-12, atol=0)
+        assert np.all(np.isnan(found[~selected]))
+
+
+def test_quarter_rate_sine_peaks_3_dB_over_its_samples():
+    # EBU Tech 3341 true-peak style: crests halfway between samples, 0 dBTP, samples -3.01 dBFS.
+    audio = quarter_rate_sine(1.0)
+    assert export.gain_to_db(float(np.abs(audio).max())) == pytest.approx(-3.01, abs=0.01)
+    assert export.true_peak_dbtp(audio) == pytest.approx(0.0, abs=0.2)
+
+
+# --- the exporter against its slow reference ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(MATERIAL))
+def test_exporter_equals_the_slow_reference(name: str):
+    audio, rate = MATERIAL[name]()
+    fast = LoudnessNormalizer().process(audio, rate)
+    slow = reference_normalise(audio, rate)
+    assert fast.flags == slow.flags
+    assert fast.gain_db == pytest.approx(slow.gain_db, abs=1e-6)
+    assert fast.limiter_reduction_db == pytest.approx(slow.limiter_reduction_db, abs=1e-6)
+    if slow.integrated_lufs is None:
+        assert fast.integrated_lufs is None
+    else:
+        assert fast.integrated_lufs == pytest.approx(slow.integrated_lufs, abs=1e-6)
+    assert fast.sample_peak == pytest.approx(slow.sample_peak, abs=1e-9)
+    assert fast.true_peak_dbtp == pytest.approx(slow.true_peak_dbtp, abs=1e-6)
+    # The same samples, bar a rare rounding tie an LSB apart.
+    difference = np.abs(fast.audio.astype(np.float64) - slow.audio) * export.PCM16_FULL_SCALE
+    assert difference.max() <= 1.0 + 1e-6
+    assert np.count_nonzero(difference > 0.5) <= 1e-4 * difference.size
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["noise_16s", "drums_4s_mono_44k", "bursts_4s_48k", "ebu_3341_case1_48k",
+     "quarter_rate_sine_48k", "clicks_6s"],
+)  # fmt: skip
+def test_written_file_meets_the_spec_by_the_reference_meters(name: str, tmp_path: Path):
+    audio, rate = MATERIAL[name]()
+    result = export_wav(audio, rate, tmp_path / "out.wav")
+    data, file_rate = soundfile.read(str(result.path), dtype="float64", always_2d=True)
+    lufs = reference_loudness(data.T, file_rate)
+    true_peak = export.gain_to_db(float(reference_envelope(data.T).max()))
+    assert np.abs(data).max() < 0.99
+    assert true_peak <= -1.0
+    # soundfile reads PCM16 as n / 32768; the exporter's figures describe n / 32767.
+    scale_db = export.gain_to_db(export.PCM16_FULL_SCALE / 32_768)
+    assert result.integrated_lufs + scale_db == pytest.approx(lufs, abs=1e-6)
+    assert result.true_peak_dbtp + scale_db == pytest.approx(true_peak, abs=1e-6)
+    if FLAG_LOUDNESS_BELOW_TARGET in result.flags:
+        assert lufs < -16.0
+    else:
+        assert lufs == pytest.approx(-16.0, abs=0.05)
