@@ -308,3 +308,10 @@ def test_written_file_meets_the_spec_by_the_reference_meters(name: str, tmp_path
         assert lufs < -16.0
     else:
         assert lufs == pytest.approx(-16.0, abs=0.05)
+
+
+def test_integer_samples_kept_from_normalising_encode_to_the_same_bytes():
+    normalised = LoudnessNormalizer().process(signals.drum_loop(2.0, bpm=120), RATE)
+    assert normalised.pcm16 is not None
+    np.testing.assert_array_equal(normalised.pcm16, export.quantise_pcm16(normalised.audio))
+    assert export.encode_wav(normalised.pcm16) == export.encode_wav(normalised.audio)

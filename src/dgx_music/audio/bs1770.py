@@ -95,7 +95,7 @@ def block_energies(audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
     # stays short, so cancellation between large totals cannot swamp a quiet block.
     edges = np.unique(np.concatenate([starts, stops]))
     edges = edges[edges < frames]
-    squared = np.square(weighted)
+    squared = np.square(weighted, out=weighted)
     piece_sums = np.add.reduceat(squared, edges, axis=-1)
     running = np.zeros((audio.shape[0], edges.size + 1))
     np.cumsum(piece_sums, axis=-1, out=running[:, 1:])

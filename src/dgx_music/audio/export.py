@@ -254,6 +254,9 @@ class NormalisedAudio:
     #: Deepest limiter gain reduction, dB.
     limiter_reduction_db: float
     flags: tuple[str, ...] = field(default_factory=tuple)
+    #: The same samples as PCM16 integers, (channels, samples), when already rounded: lets
+    #: :func:`encode_wav` skip rounding them again.
+    pcm16: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 class LoudnessNormalizer:
@@ -372,7 +375,8 @@ class LoudnessNormalizer:
         :func:`truepeak.peak_bounds`), when known; they narrow the final true-peak search.
         """
         # Quantise here so every figure describes exactly the samples that reach the file.
-        quantised = quantise_pcm16(audio).astype(np.float64) / PCM16_FULL_SCALE
+        pcm16 = quantise_pcm16(audio)
+        quantised = pcm16.astype(np.float64) / PCM16_FULL_SCALE
         measured = bs1770.integrated_loudness(quantised, OUTPUT_SAMPLE_RATE)
         if peak_bounds is not None:
             # Oversampling is linear: the quantised signal's true peak differs from the
@@ -383,11 +387,13 @@ class LoudnessNormalizer:
             audio=quantised.astype(np.float32),
             sample_rate=OUTPUT_SAMPLE_RATE,
             integrated_lufs=measured if loudness is not None else None,
-            sample_peak=float(np.abs(quantised).max()),
+            # On the integers: a quarter of the memory to scan (and no abs(-32768) overflow).
+            sample_peak=max(int(pcm16.max()), -int(pcm16.min())) / PCM16_FULL_SCALE,
             true_peak_dbtp=gain_to_db(truepeak.true_peak(quantised, peak_bounds)),
             gain_db=gain_db,
             limiter_reduction_db=reduction_db,
             flags=flags,
+            pcm16=pcm16,
         )
 
 
@@ -398,9 +404,13 @@ def quantise_pcm16(audio: np.ndarray) -> np.ndarray:
 
 
 def encode_wav(audio: np.ndarray, sample_rate: int = OUTPUT_SAMPLE_RATE) -> bytes:
-    """Encode (channels, samples) float audio as PCM16 WAV bytes."""
+    """Encode (channels, samples) audio as PCM16 WAV bytes.
+
+    Float audio (full scale 1.0) is rounded to PCM16; int16 audio is written as it is.
+    """
+    samples = audio if audio.dtype == np.int16 else quantise_pcm16(audio)
     buffer = io.BytesIO()
-    soundfile.write(buffer, quantise_pcm16(audio).T, sample_rate, subtype="PCM_16", format="WAV")
+    soundfile.write(buffer, samples.T, sample_rate, subtype="PCM_16", format="WAV")
     return buffer.getvalue()
 
 
@@ -527,7 +537,8 @@ def export_wav(
         The directory is missing, not writable, or the disk is full; no temp file remains.
     """
     normalised = (normalizer or LoudnessNormalizer.from_settings()).process(audio, sample_rate)
-    written = write_wav_atomic(normalised.audio, Path(path), normalised.sample_rate)
+    samples = normalised.audio if normalised.pcm16 is None else normalised.pcm16
+    written = write_wav_atomic(samples, Path(path), normalised.sample_rate)
     return export_result(normalised, written)
 
 

@@ -107,11 +107,14 @@ def _fold_phases(oversampled: np.ndarray, frames: int) -> np.ndarray:
 
 
 def _block_max(values: np.ndarray, block: int) -> np.ndarray:
-    # Zero-padded to whole blocks: magnitudes are >= 0, so the padding never wins.
-    blocks = -(-values.size // block)
-    padded = np.zeros(blocks * block)
-    padded[: values.size] = values
-    return padded.reshape(blocks, block).max(axis=1)
+    # Whole blocks as a reshaped view (no copy), then the shorter last block if there is one.
+    whole = values.size // block
+    maxima = np.empty(-(-values.size // block))
+    if whole:
+        np.max(values[: whole * block].reshape(whole, block), axis=1, out=maxima[:whole])
+    if whole < maxima.size:
+        maxima[-1] = values[whole * block :].max()
+    return maxima
 
 
 def _with_neighbours(per_block: np.ndarray) -> np.ndarray:
@@ -133,7 +136,12 @@ def sample_bounds(audio: np.ndarray) -> np.ndarray:
     """
     magnitude = np.abs(audio).max(axis=0)
     # Steps include the ones from silence into the first sample and out of the last.
-    steps = np.abs(np.diff(audio, axis=-1, prepend=0.0, append=0.0)).max(axis=0)
+    frames = audio.shape[-1]
+    steps = np.empty(frames + 1)
+    steps[0], steps[-1] = magnitude[0], magnitude[-1]
+    if frames > 1:
+        between = np.subtract(audio[:, 1:], audio[:, :-1])
+        np.max(np.abs(between, out=between), axis=0, out=steps[1:-1])
     largest = _with_neighbours(_block_max(magnitude, BLOCK_FRAMES))
     # Step i leads into sample i; a block's own steps are those into its samples and the one
     # after its last, all within the neighbours' range.
@@ -159,20 +167,26 @@ def block_true_peaks(audio: np.ndarray, selected: np.ndarray) -> np.ndarray:
     runs = list(zip(change[0::2], change[1::2], strict=True))
     if not runs:
         return peaks
-    padded = np.pad(audio, ((0, 0), (reach, reach)))
-    pieces = [
-        padded[:, first * BLOCK_FRAMES : min(stop * BLOCK_FRAMES, frames) + 2 * reach]
-        for first, stop in runs
-    ]
-    oversampled = oversample(np.concatenate(pieces, axis=1))
+    # Each run is laid out as [reach of context | its samples | reach of context], the context
+    # being neighbouring samples or, past either end of the signal, zeros.
+    spans = [(first * BLOCK_FRAMES, min(stop * BLOCK_FRAMES, frames)) for first, stop in runs]
+    joined = np.zeros((audio.shape[0], sum(stop - start + 2 * reach for start, stop in spans)))
+    offset = 0
+    for start, stop in spans:
+        source_start, source_stop = max(start - reach, 0), min(stop + reach, frames)
+        destination = offset + source_start - (start - reach)
+        joined[:, destination : destination + source_stop - source_start] = audio[
+            :, source_start:source_stop
+        ]
+        offset += stop - start + 2 * reach
+    oversampled = oversample(joined)
     magnitude = np.abs(oversampled, out=oversampled).max(axis=0)
     offset = 0
-    for (first, stop), piece in zip(runs, pieces, strict=True):
-        inner = magnitude[
-            (offset + reach) * OVERSAMPLING : (offset + piece.shape[1] - reach) * OVERSAMPLING
-        ]
+    for (first, stop), (start_frame, stop_frame) in zip(runs, spans, strict=True):
+        inner_start = (offset + reach) * OVERSAMPLING
+        inner = magnitude[inner_start : inner_start + (stop_frame - start_frame) * OVERSAMPLING]
         peaks[first:stop] = _block_max(inner, BLOCK_FRAMES * OVERSAMPLING)
-        offset += piece.shape[1]
+        offset += stop_frame - start_frame + 2 * reach
     return peaks
 
 
