@@ -1,4 +1,9 @@
-"""Dependencies of the route handlers, as ``Annotated`` aliases."""
+"""Dependencies of the route handlers, as ``Annotated`` aliases.
+
+They are ``async`` because none of them waits on anything (the database is opened once per
+process, in a worker thread): FastAPI runs a plain ``def`` dependency in the thread pool, and
+the hop there and back cost more than the dependency itself, several times per request.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from dgx_music.api.config import ApiSettings
@@ -16,22 +22,22 @@ from dgx_music.api.workers import WorkerPool
 from dgx_music.config import Settings
 from dgx_music.generation.engine import MusicEngine, get_engine
 from dgx_music.jobs.queue import JobManager
-from dgx_music.storage.database import get_database
+from dgx_music.storage.database import get_database, opened_database
 
 
-def get_settings_of_app(request: Request) -> Settings:
+async def get_settings_of_app(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_api_settings(request: Request) -> ApiSettings:
+async def get_api_settings(request: Request) -> ApiSettings:
     return request.app.state.api_settings
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics
 
 
-def get_worker_pool(request: Request) -> WorkerPool | None:
+async def get_worker_pool(request: Request) -> WorkerPool | None:
     return request.app.state.worker_pool
 
 
@@ -41,7 +47,7 @@ MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 WorkerPoolDep = Annotated[WorkerPool | None, Depends(get_worker_pool)]
 
 
-def get_manager(settings: SettingsDep) -> JobManager:
+async def get_manager(settings: SettingsDep) -> JobManager:
     """The queue over the application's database (opened, and migrated, on first use).
 
     Raises
@@ -49,10 +55,15 @@ def get_manager(settings: SettingsDep) -> JobManager:
     DatabaseUnavailableError
         The database cannot be reached; the client gets 503.
     """
-    return JobManager(get_database(settings), settings=settings)
+    database = opened_database(settings)
+    if database is None:
+        # Connecting (and migrating) blocks: not on the event loop. Until it succeeds, every
+        # request tries again, so a database that comes up later is found.
+        database = await run_in_threadpool(get_database, settings)
+    return JobManager(database, settings=settings)
 
 
-def get_music_engine() -> MusicEngine:
+async def get_music_engine() -> MusicEngine:
     return get_engine()
 
 
@@ -68,7 +79,7 @@ bearer_scheme = HTTPBearer(
 )
 
 
-def require_api_key(
+async def require_api_key(
     api_settings: ApiSettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> None:

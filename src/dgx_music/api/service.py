@@ -36,8 +36,20 @@ from dgx_music.errors import (
     UnknownModelError,
     ValidationError,
 )
-from dgx_music.generation.engine import MusicEngine, choose_device
-from dgx_music.generation.musicgen import download_hint
+from dgx_music.generation.engine import (
+    SYNTH_MODEL,
+    TINY_MODEL,
+    TINY_MODEL_DIR,
+    MusicEngine,
+    choose_device,
+    is_musicgen_checkpoint,
+    model_choices,
+)
+from dgx_music.generation.musicgen import (
+    cached_checkpoint_dir,
+    download_hint,
+    local_checkpoint_dir,
+)
 from dgx_music.generation.request import MAX_SEED
 from dgx_music.gpu import gpu_status
 from dgx_music.jobs.queue import Job, JobManager, JobStatus
@@ -69,19 +81,30 @@ def ensure_model_installed(name: str, engine: MusicEngine) -> None:
     """Refuse a model the API does not serve: unknown names, and checkpoints not on disk.
 
     Only registry names are accepted over HTTP; a local checkpoint directory is a CLI feature,
-    since a path from a client must never make the server look around its file system.
+    since a path from a client must never make the server look around its file system. Only
+    the named model is looked for (every submission used to scan the disk for all eight).
     """
-    models = {model.name: model for model in engine.available_models()}
-    model = models.get(name)
-    if model is None:
-        raise UnknownModelError(name, list(models))
-    if not model.available_offline:
+    choices = model_choices()
+    if name not in choices:
+        raise UnknownModelError(name, choices)
+    if not model_installed(name, engine.settings.model_dir):
         raise ValidationError(
             "model",
             f"{name} is not installed on this server (its weights are not on disk, and "
             f"dgx-music never downloads them); an administrator can {download_hint(name)}",
             limit="a model listed as available by GET /api/v1/models",
         )
+
+
+def model_installed(name: str, model_dir: Path | None) -> bool:
+    """Whether the registry model ``name`` can run offline now: what
+    :meth:`MusicEngine.available_models` reports for it, reading only that model's files."""
+    if name == SYNTH_MODEL:
+        return True
+    if name == TINY_MODEL:
+        return is_musicgen_checkpoint(TINY_MODEL_DIR)
+    location = local_checkpoint_dir(name, model_dir)
+    return location is not None or cached_checkpoint_dir(name) is not None
 
 
 def delete_generation(manager: JobManager, generation_id: str) -> Job | None:

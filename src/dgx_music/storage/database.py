@@ -405,6 +405,12 @@ _databases: dict[str, Database] = {}
 _databases_lock = threading.Lock()
 
 
+def opened_database(settings: Settings) -> Database | None:
+    """The database :func:`get_database` already opened for ``settings``; ``None`` when it has
+    not (yet), without connecting or waiting for a lock."""
+    return _databases.get(settings.resolved_database_url)
+
+
 def get_database(settings: Settings | None = None) -> Database:
     """The process-wide :class:`Database` for ``settings`` (the process settings by default).
 
