@@ -34,8 +34,12 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks scripts
 	$(BIN)/ruff check --fix src tests benchmarks scripts
 
+# Coverage: branch coverage of dgx_music, report in the terminal and coverage.xml, then the
+# floors (overall and per package) in scripts/check_coverage.py fail the target when missed.
 test: lint
-	$(BIN)/python -m pytest --cov=dgx_music --cov-report=term $(PYTEST_ARGS)
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m pytest --cov=dgx_music --cov-branch --cov-report=term --cov-report=xml $(PYTEST_ARGS)
+	$(BIN)/python scripts/check_coverage.py
 
 demo: $(STAMP)
 	$(BIN)/dgx-music generate "warm lofi hip hop groove, 84 bpm in A minor" \

@@ -43,8 +43,12 @@ REQUIRE_SERVICES_VARIABLE = "DGX_MUSIC_REQUIRE_SERVICES"
 BROWSER_DIR = Path(__file__).parent / "browser"
 
 
+#: Read once at start-up: the per-test settings isolation clears every other DGX_MUSIC_* variable.
+SERVICES_REQUIRED = os.environ.get(REQUIRE_SERVICES_VARIABLE, "") not in {"", "0", "false", "no"}
+
+
 def services_required() -> bool:
-    return os.environ.get(REQUIRE_SERVICES_VARIABLE, "") not in {"", "0", "false", "no"}
+    return SERVICES_REQUIRED
 
 
 def skip_or_fail(reason: str) -> None:

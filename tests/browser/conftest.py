@@ -12,6 +12,7 @@ from dgx_music.api import create_app
 from dgx_music.api.config import ApiSettings
 from dgx_music.config import get_settings
 from tests.api.helpers import live_server
+from tests.conftest import skip_or_fail
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: No network, no GPU, no first-run chores: the browser talks only to the test server.
@@ -29,8 +30,11 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+        skip_or_fail(f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        skip_or_fail("playwright is not installed: pip install -e '.[dev]'")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True

@@ -11,6 +11,9 @@ import pytest
 
 from tests.browser.conftest import API_KEY
 
+# Also added by tests/conftest.py to everything in this folder; explicit for readers.
+pytestmark = pytest.mark.browser
+
 #: Longest wait for a synth job to complete in the page, milliseconds.
 JOB_TIMEOUT_MS = 60_000
 PROMPT = "warm lofi hip hop groove, 84 bpm in A minor — café ☕"

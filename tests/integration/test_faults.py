@@ -276,6 +276,7 @@ def start_helper(entry: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_job_is_completed_once_by_another(
     database: Database,
     database_url: str,
@@ -313,6 +314,7 @@ def test_sigkilled_worker_job_is_completed_once_by_another(
 
 
 # Signal handling does not depend on the backend: SQLite only, to save a worker start-up.
+@pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_sigterm_lets_the_running_job_finish_and_exits_cleanly(
     database: Database, database_url: str, output_dir: Path

@@ -205,12 +205,14 @@ def assert_every_job_completed_once(manager: JobManager, output_dir: Path, ids: 
     assert report.ok, report.problems()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_two_cli_worker_processes_drain_the_queue(
     database: Database, database_url: str, output_dir: Path
 ):
     manager = JobManager(database)
-    ids = {manager.submit(synth_request(f"p{i % 7}", seed=i, duration=0.2)).id for i in range(40)}
+    # Enough jobs that the first process up cannot drain them before the second starts.
+    ids = {manager.submit(synth_request(f"p{i % 7}", seed=i, duration=0.2)).id for i in range(24)}
     command = [sys.executable, "-m", "dgx_music.cli", "worker", "--exit-when-empty"]
     env = worker_subprocess_environment(database_url, output_dir)
     workers = [
@@ -227,12 +229,13 @@ def test_two_cli_worker_processes_drain_the_queue(
     assert_every_job_completed_once(manager, output_dir, ids)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_four_worker_processes_drain_200_jobs(
+def test_four_worker_processes_drain_100_jobs(
     database: Database, database_url: str, output_dir: Path
 ):
     manager = JobManager(database)
-    ids = {manager.submit(synth_request(f"p{i % 7}", seed=i, duration=0.2)).id for i in range(200)}
+    ids = {manager.submit(synth_request(f"p{i % 7}", seed=i, duration=0.2)).id for i in range(100)}
     # Forked from this process, so each worker starts already imported and warmed up; the
     # two-process test above starts real `dgx-music worker` processes instead.
     context = multiprocessing.get_context("fork")

@@ -195,21 +195,22 @@ class TestMemoryUsage:
     def test_memory_cleanup_after_generation(self, tmp_path: Path):
         """Repeated generations leave no tensors, no allocator memory and no RSS behind."""
         engine = MusicEngine()
-        request = GenerationRequest(prompt="loop, 90 bpm in G major", duration=2.0, model="tiny")
+        request = GenerationRequest(prompt="loop, 90 bpm in G major", duration=1.0, model="tiny")
         on_cuda = engine.backend("tiny").device.startswith("cuda")
         for _ in range(2):  # load the model and fill every cache first
             produce_track(request, tmp_path / "warm.wav", engine=engine)
         gc.collect()
         tensors, rss = live_tensors(), rss_bytes()
         allocated = torch.cuda.memory_allocated() if on_cuda else 0
-        for index in range(4):
+        for index in range(3):
             produce_track(request, tmp_path / f"{index}.wav", engine=engine)
         gc.collect()
         rss_growth_mb = (rss_bytes() - rss) / 2**20
-        print(f"\nLive tensors: {tensors} -> {live_tensors()} after 4 generations")
-        print(f"RSS growth over 4 generations: {rss_growth_mb:.1f} MiB")
+        print(f"\nLive tensors: {tensors} -> {live_tensors()} after 3 generations")
+        print(f"RSS growth over 3 generations: {rss_growth_mb:.1f} MiB")
         assert live_tensors() <= tensors, "a generation left tensors alive"
         if on_cuda:
             assert torch.cuda.memory_allocated() <= allocated, "CUDA allocator grew"
-        # Each tiny generation handles ~3 MB of arrays; a per-job leak of them adds up past this.
+        # A generation handles a few MB of arrays and model activations; a per-job leak of the
+        # model's state or outputs adds up past this, allocator noise does not.
         assert rss_growth_mb < 24.0

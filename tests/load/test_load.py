@@ -48,6 +48,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+@pytest.mark.slow
 def test_concurrent_status_requests_and_submissions(server_url: str, database: Any) -> None:
     lock = threading.Lock()
     job_ids: list[str] = []
