@@ -133,6 +133,16 @@ def quarter_rate_sine(seconds: float = 2.0, rate: int = 48_000) -> np.ndarray:
     return np.repeat(tone[np.newaxis, :], 2, axis=0)
 
 
+def spiky_sine(seconds: float = 4.0, over: float = 1.2) -> np.ndarray:
+    """A sine with a few single-sample spikes that end up ``over`` times the limiter's ceiling
+    once the sine is at -16 LUFS: limiting is needed, but only a little."""
+    tone = signals.sine(seconds, 440.0, 0.2)
+    gain = 10 ** ((-16.0 - reference_loudness(tone, RATE)) / 20)
+    spike = over * LoudnessNormalizer().limiter.ceiling / gain
+    tone[:, RATE // 3 :: RATE] = spike
+    return tone
+
+
 MATERIAL = {
     "noise_16s": lambda: (signals.noise(16.0, rms=0.05), RATE),
     "loud_noise_4s": lambda: (signals.noise(4.0, rms=0.6), RATE),
@@ -146,6 +156,8 @@ MATERIAL = {
         signals.sine(4.0, 220, 0.01) + signals.sine(4.0, 277.2, 0.01),
         RATE,
     ),
+    "spiky_sine_4s": lambda: (spiky_sine(4.0), RATE),
+    "barely_over_ceiling_4s": lambda: (spiky_sine(4.0, over=1.01), RATE),
     "clipped_sine_4s": lambda: (np.clip(signals.sine(4.0, 200.0, amplitude=3.0), -1, 1), RATE),
     "ebu_3341_case1_48k": lambda: (ebu_sine(4.0, -23.0), 48_000),
     "quarter_rate_sine_48k": lambda: (quarter_rate_sine(4.0), 48_000),
@@ -257,6 +269,37 @@ def test_true_peak_search_equals_whole_signal_oversampling(name: str):
         assert np.all(np.isnan(found[~selected]))
 
 
+def test_step_moment_is_reached_by_the_worst_signal():
+    # The step bound (sum * |x[n]| + moment * largest step) must hold for every signal, and is
+    # meant to be reached by one. Find each step's coefficient in the value at sample n by
+    # oversampling the step alone (whole-signal reference), then build the signal whose steps
+    # (all of one size) take those coefficients' signs: its value at n is the moment.
+    reach = truepeak.filter_reach()
+    frames, n = 8 * reach, 4 * reach
+
+    def unit_step(i: int) -> np.ndarray:
+        # A unit step into sample n + i with x[n] held at 0: for i >= 1 the samples from n + i
+        # on rise; for i <= 0 those before n + i fall. Cut off beyond the filter's reach.
+        shape = np.zeros(frames)
+        if i >= 1:
+            shape[n + i : n + 2 * reach] = 1.0
+        else:
+            shape[n - 2 * reach : n + i] = -1.0
+        return shape
+
+    def value_at_n(audio: np.ndarray, phase: int) -> float:
+        return float(signal.resample_poly(audio[np.newaxis, :], 4, 1, axis=-1)[0, 4 * n + phase])
+
+    reached = []
+    for phase in range(4):
+        steps = range(-reach, reach + 1)
+        signs = [np.sign(value_at_n(unit_step(i), phase)) for i in steps]
+        worst = sum(sign * unit_step(i) for sign, i in zip(signs, steps, strict=True))
+        reached.append(value_at_n(worst, phase))
+    _, moment = truepeak.filter_moments()
+    assert max(reached) == pytest.approx(moment, rel=1e-8)
+
+
 def test_quarter_rate_sine_peaks_3_dB_over_its_samples():
     # EBU Tech 3341 true-peak style: crests halfway between samples, 0 dBTP, samples -3.01 dBFS.
     audio = quarter_rate_sine(1.0)
@@ -290,7 +333,7 @@ def test_exporter_equals_the_slow_reference(name: str):
 @pytest.mark.parametrize(
     "name",
     ["noise_16s", "drums_4s_mono_44k", "bursts_4s_48k", "ebu_3341_case1_48k",
-     "quarter_rate_sine_48k", "clicks_6s"],
+     "quarter_rate_sine_48k", "spiky_sine_4s", "clicks_6s"],
 )  # fmt: skip
 def test_written_file_meets_the_spec_by_the_reference_meters(name: str, tmp_path: Path):
     audio, rate = MATERIAL[name]()

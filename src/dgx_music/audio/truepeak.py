@@ -57,20 +57,29 @@ def filter_gain() -> float:
 
 @lru_cache(maxsize=1)
 def filter_moments() -> tuple[float, float]:
-    """(largest |sum of taps|, largest sum of |tap| * distance in samples) over the phases.
+    """(largest |sum of taps|, largest step moment) over the output phases.
 
-    With them an oversampled value next to sample ``n`` is at most
-    ``sum * |x[n]| + moment * (largest step between neighbouring samples nearby)``: each
-    sample the filter reaches differs from ``x[n]`` by at most its distance times that step.
+    Write an oversampled value next to sample ``n`` as ``sum * x[n]`` plus the taps times each
+    reached sample's difference from ``x[n]``, and each difference as a sum of the steps
+    ``x[i] - x[i-1]`` between them. Every step then has a coefficient (a partial sum of taps);
+    the step moment is the sum of their magnitudes, so the value is at most
+    ``sum * |x[n]| + moment * (largest step nearby)``, and some signal reaches it.
     """
     response = _impulse_response()
     centre = (response.size // OVERSAMPLING) // 2
     sums, moments = [], []
     for phase in range(OVERSAMPLING):
         taps = response[phase::OVERSAMPLING]
-        distance = np.abs(np.arange(taps.size) - centre)
+        # The weight of sample n + d in the value at sample n is taps[centre - d]: by offset d.
+        weights = taps[::-1]
+        offset = np.arange(weights.size) - (weights.size - 1 - centre)
+        after = offset >= 1
+        # Step into n + i (i >= 1) moves every sample from n + i on; step into n + i (i <= 0)
+        # moves every sample before n + i the other way.
+        right = np.cumsum(weights[after][::-1])
+        left = np.cumsum(weights[~after & (offset < 0)])
         sums.append(abs(taps.sum()))
-        moments.append((np.abs(taps) * distance).sum())
+        moments.append(np.abs(right).sum() + np.abs(left).sum())
     return float(max(sums)) * (1.0 + BOUND_SLACK), float(max(moments)) * (1.0 + BOUND_SLACK)
 
 
