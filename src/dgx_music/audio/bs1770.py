@@ -37,10 +37,17 @@ def k_weighting_sos(sample_rate: int) -> np.ndarray:
     The coefficients are pyloudnorm's own (same shelf gain, Q and corner frequencies), so the
     weighting matches the reference meter at every sample rate, not only the 48 kHz table.
     """
+    # A writable copy: scipy's sosfilt refuses read-only coefficients.
+    return _k_weighting_sos(sample_rate).copy()
+
+
+@lru_cache(maxsize=16)
+def _k_weighting_sos(sample_rate: int) -> np.ndarray:
     shelf = IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, sample_rate, "high_shelf")
     high_pass = IIRfilter(0.0, 0.5, 38.0, sample_rate, "high_pass")
-    sections = [np.concatenate([stage.b, stage.a]) for stage in (shelf, high_pass)]
-    return np.array(sections)
+    sections = np.array([np.concatenate([stage.b, stage.a]) for stage in (shelf, high_pass)])
+    sections.setflags(write=False)
+    return sections
 
 
 @lru_cache(maxsize=64)
@@ -87,7 +94,6 @@ def block_energies(audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
     block_frames = BLOCK_S * sample_rate
     if frames < int(round(block_frames)):
         return None
-    # A fresh array per call: scipy's sosfilt refuses read-only (e.g. cached) coefficients.
     weighted = signal.sosfilt(k_weighting_sos(sample_rate), audio, axis=-1)
     starts, stops = block_bounds(frames, sample_rate)
     # Blocks overlap, so sum squares once over the pieces between consecutive bounds and add
