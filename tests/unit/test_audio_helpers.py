@@ -26,6 +26,7 @@ from tests.utils.audio_helpers import (
     create_test_audio_tensor,
     is_silent,
     measure_loudness,
+    measure_true_peak,
     read_channels_first,
     stereo_balance_db,
     true_peak_dbtp,
@@ -54,6 +55,7 @@ def at_lufs(audio: np.ndarray, lufs: float, rate: int = RATE) -> np.ndarray:
 def test_a_compliant_file_passes_every_check(good_wav: Path):
     report = verify_audio_quality(good_wav)
     assert report["passed"], report["errors"]
+    assert measure_true_peak(good_wav) == report["true_peak_dbtp"]
     assert report["errors"] == []
     assert (report["sample_rate"], report["channels"], report["subtype"]) == (RATE, 2, "PCM_16")
     assert report["lufs"] == pytest.approx(-16.0, abs=0.2)

@@ -93,6 +93,12 @@ def true_peak_dbtp(audio: np.ndarray, oversampling: int = TRUE_PEAK_OVERSAMPLING
     return _db(peak)
 
 
+def measure_true_peak(file_path: Path | str) -> float:
+    """True peak of a file, dBTP, by :func:`true_peak_dbtp`."""
+    audio, _ = read_channels_first(file_path)
+    return true_peak_dbtp(audio)
+
+
 def validate_wav_file(
     file_path: Path | str,
     expected_sample_rate: int = EXPECTED_SAMPLE_RATE,
