@@ -183,3 +183,70 @@ def test_cors_is_off_unless_configured(make_client: Any) -> None:
         headers={**origin, "Access-Control-Request-Method": "POST"},
     )
     assert preflight.status_code == 200
+
+
+# --- the fast request path ----------------------------------------------------------------------
+
+
+def test_submission_model_check_agrees_with_the_model_list(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Submissions look only for the named model's files; that must answer exactly what the full
+    # scan behind GET /models answers, installed or not.
+    from dgx_music.api.service import model_installed
+    from dgx_music.generation.engine import MusicEngine
+
+    model_dir = tmp_path / "models"
+    (model_dir / "musicgen-small").mkdir(parents=True)
+    (model_dir / "musicgen-small" / "config.json").write_text('{"model_type": "musicgen"}')
+    (model_dir / "musicgen-small" / "model.safetensors").write_bytes(b"weights")
+    monkeypatch.setenv("DGX_MUSIC_MODEL_DIR", str(model_dir))
+    get_settings.cache_clear()
+    engine = MusicEngine(get_settings())
+    listed = {model.name: model.available_offline for model in engine.available_models()}
+    assert listed["facebook/musicgen-small"] is True
+    assert listed["facebook/musicgen-large"] is False
+    assert {name: model_installed(name, get_settings().model_dir) for name in listed} == listed
+
+
+def test_generation_bodies_match_the_response_schema(idle_client: TestClient) -> None:
+    # The generation routes serialise with pydantic directly, not through response_model:
+    # each body must still validate against the schema the routes declare.
+    from dgx_music.api.schemas import GenerationPublic, GenerationsPublic
+
+    created = idle_client.post(f"{API}/generations", json=synth_body())
+    assert created.status_code == 202
+    assert created.headers["content-type"] == "application/json"
+    assert created.headers["location"] == f"{API}/generations/{created.json()['id']}"
+    GenerationPublic.model_validate(created.json())
+    read = idle_client.get(created.headers["location"])
+    assert read.json() == created.json()
+    GenerationPublic.model_validate(read.json())
+    listed = idle_client.get(f"{API}/generations", params={"limit": 5})
+    assert GenerationsPublic.model_validate(listed.json()).count == 1
+    assert listed.json()["data"] == [created.json()]
+
+
+def test_nvml_is_started_once_and_a_failure_is_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pynvml
+
+    from dgx_music import gpu
+
+    starts: list[int] = []
+
+    def failing_init() -> None:
+        starts.append(1)
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+
+    monkeypatch.setattr(pynvml, "nvmlInit", failing_init)
+    monkeypatch.setattr(gpu, "_nvml_started", False)
+    monkeypatch.setattr(gpu, "_nvml_failed_at", None)
+    assert gpu.gpu_status() == []
+    assert gpu.gpu_status() == []
+    assert starts == [1]
+    # After the retry interval NVML is tried again (a driver loaded later is found).
+    monkeypatch.setattr(gpu, "NVML_RETRY_SECONDS", 0.0)
+    assert gpu.gpu_status() == []
+    assert starts == [1, 1]

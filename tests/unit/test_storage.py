@@ -442,3 +442,40 @@ def test_remove_temp_files_removes_only_that_jobs_temp_files(output_dir: Path):
         path.write_bytes(b"x")
     assert files.remove_temp_files(final) == [mine]
     assert sorted(os.listdir(final.parent)) == sorted([other.name, final.name])
+
+
+def test_temp_file_pattern_matches_the_exporters_temp_files(output_dir: Path):
+    # storage.files keeps its own copy of the temp-name pattern so the queue and the CLI need
+    # not import the exporter (and scipy): it must match what the exporter writes.
+    from dgx_music.audio.export import write_temp
+
+    final = output_dir / "2026" / "03" / f"{ID}.wav"
+    final.parent.mkdir(parents=True)
+    temp = write_temp(b"RIFF", final)
+    assert list(final.parent.glob(files.temp_path_pattern(final))) == [temp]
+    assert files.remove_temp_files(final) == [temp]
+
+
+def test_a_pooled_postgres_connection_killed_while_idle_is_replaced(
+    pg_session_url: str, monkeypatch: pytest.MonkeyPatch
+):
+    # Connections are pinged only after sitting idle (not on every checkout): one the server
+    # dropped in the meantime must be replaced without the caller seeing an error.
+    from dgx_music.jobs.queue import JobManager
+    from dgx_music.storage import database as database_module
+
+    database = Database(pg_session_url)
+    try:
+        manager = JobManager(database)
+        manager.counts_by_status()
+        with database.engine.connect() as connection:
+            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with Database(pg_session_url).engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            admin.commit()
+        monkeypatch.setattr(database_module, "PG_PING_AFTER_IDLE", 0.0)
+        assert sum(manager.counts_by_status().values()) >= 0
+        with database.engine.connect() as connection:
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+    finally:
+        database.dispose()

@@ -1,0 +1,92 @@
+"""The CLI's queue and history commands never import the model or analysis stacks.
+
+``dgx-music submit`` only queues a row, and ``jobs``/``db`` only read and repair the table:
+importing torch, transformers, librosa or scipy cost them seconds per command. Each command runs
+in a fresh interpreter, which reports what it imported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: Modules none of these commands may load.
+HEAVY_MODULES = ("torch", "transformers", "librosa", "scipy", "numba", "pyloudnorm")
+#: Marks the report line among the command's own output.
+MARKER = "IMPORTED-HEAVY:"
+
+#: Runs the CLI in this interpreter, then reports which heavy modules it loaded.
+RUNNER = f"""
+import json, sys
+from dgx_music.cli import app
+try:
+    app(sys.argv[1:], prog_name="dgx-music")
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+heavy = [name for name in {HEAVY_MODULES!r} if name in sys.modules]
+print({MARKER!r} + json.dumps({{"code": code, "heavy": heavy}}))
+"""
+
+
+def run_cli(tmp_path: Path, *args: str) -> tuple[int, list[str], str]:
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("DGX_MUSIC_")},
+        "DGX_MUSIC_DATA_DIR": str(tmp_path / "data"),
+        "DGX_MUSIC_OUTPUT_DIR": str(tmp_path / "outputs"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", RUNNER, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    lines = result.stdout.splitlines()
+    reports = [line for line in lines if line.startswith(MARKER)]
+    assert reports, f"no report from {args}: {result.stdout}\n{result.stderr}"
+    report = json.loads(reports[-1].removeprefix(MARKER))
+    output = "\n".join(line for line in lines if not line.startswith(MARKER))
+    return report["code"], report["heavy"], output
+
+
+def test_queue_and_history_commands_import_no_model_or_analysis_library(tmp_path: Path):
+    code, heavy, output = run_cli(
+        tmp_path, "submit", "import check, 120 bpm", "--model", "synth", "--duration", "4"
+    )
+    assert (code, heavy) == (0, []), output
+    job_id = output.strip().splitlines()[-1]
+    commands = [
+        ("jobs",),
+        ("jobs", "--status", "pending"),
+        ("jobs", "show", job_id),
+        ("jobs", "cancel", job_id),
+        ("db", "upgrade"),
+        ("db", "check"),
+        ("db", "cleanup", "--dry-run"),
+    ]
+    for command in commands:
+        code, heavy, output = run_cli(tmp_path, *command)
+        assert code == 0, (command, output)
+        assert heavy == [], f"dgx-music {' '.join(command)} imported {heavy}"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("submit", "x", "--duration", "0"),
+        ("submit", "x", "--model", "no-such-model"),
+        ("jobs", "show", "not-an-id"),
+    ],
+)
+def test_rejected_commands_stay_light_too(tmp_path: Path, args: tuple[str, ...]):
+    code, heavy, _ = run_cli(tmp_path, *args)
+    assert code != 0
+    assert heavy == []
