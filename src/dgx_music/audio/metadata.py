@@ -49,6 +49,45 @@ _ACCIDENTALS = {"": 0, "#": 1, "♯": 1, "b": -1, "♭": -1}
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
+#: Triads recognised in chord windows: the 12 major (root C first), then the 12 minor.
+_TRIAD_STEPS = {"major": (0, 4, 7), "minor": (0, 3, 7)}
+#: How strongly a chord speaks for a key, by (semitones of its root above the tonic, quality):
+#: the tonic most, then the dominant (the major V in minor keys too: the raised leading tone
+#: of harmonic minor), the subdominant, then the other diatonic chords. A chord outside the
+#: key counts against it. Weights are in units of the tonic chord's (3).
+_MAJOR_KEY_CHORDS = {(0, "major"): 3.0, (7, "major"): 2.0, (5, "major"): 1.5, (9, "minor"): 1.0,
+                     (2, "minor"): 1.0, (4, "minor"): 0.5}  # fmt: skip
+_MINOR_KEY_CHORDS = {(0, "minor"): 3.0, (7, "major"): 2.0, (5, "minor"): 1.5, (8, "major"): 1.0,
+                     (3, "major"): 1.0, (10, "major"): 1.0, (7, "minor"): 0.5}  # fmt: skip
+_FOREIGN_CHORD_WEIGHT = -1.0
+_TONIC_CHORD_WEIGHT = 3.0
+
+
+def _triad_templates() -> np.ndarray:
+    """The 24 triads as centred, unit-norm 12-bin chroma vectors (majors from C, then minors)."""
+    templates = np.zeros((24, 12))
+    for quality_index, steps in enumerate(_TRIAD_STEPS.values()):
+        for root in range(12):
+            templates[12 * quality_index + root, [(root + step) % 12 for step in steps]] = 1.0
+    templates -= templates.mean(axis=1, keepdims=True)
+    templates /= np.linalg.norm(templates, axis=1, keepdims=True)
+    return templates
+
+
+def _chord_function_weights() -> np.ndarray:
+    """Matrix (24 keys x 24 triads): how much each recognised triad speaks for each key."""
+    weights = np.full((24, 24), _FOREIGN_CHORD_WEIGHT)
+    qualities = list(_TRIAD_STEPS)
+    for key_index in range(24):
+        tonic, table = key_index % 12, (_MAJOR_KEY_CHORDS if key_index < 12 else _MINOR_KEY_CHORDS)
+        for (interval, quality), weight in table.items():
+            weights[key_index, 12 * qualities.index(quality) + (tonic + interval) % 12] = weight
+    return weights / _TONIC_CHORD_WEIGHT
+
+
+_TRIADS = _triad_templates()
+_CHORD_FUNCTIONS = _chord_function_weights()
+
 #: Largest channel count accepted (BS.1770-4 weights up to five channels).
 MAX_CHANNELS = 5
 #: Lowest sample rate accepted, Hz (the K-weighting shelf sits at 1.5 kHz).
@@ -59,17 +98,33 @@ ANALYSIS_SAMPLE_RATE = 22_050
 MIN_ANALYSIS_DURATION = 0.5
 #: Onset-envelope hop at the analysis rate, samples (11.6 ms).
 TEMPO_HOP = 256
+#: Mel bands of the onset envelopes and the edges that split them into separate envelopes, Hz
+#: (kick and bass; low chords; melody and snare body; hi-hats and noise).
+TEMPO_MEL_BANDS = 128
+TEMPO_BAND_EDGES_HZ = (200.0, 800.0, 3000.0)
 #: Tempo search range, BPM.
 TEMPO_RANGE = (30.0, 300.0)
 #: Centre and spread of the log-normal tempo prior that picks among tempo octaves, BPM / octaves.
 TEMPO_PRIOR_BPM = 120.0
 TEMPO_PRIOR_OCTAVES = 1.0
-#: Below this normalised autocorrelation at the beat period, audio has no tempo (noise reaches
-#: about 0.15, a steady beat 0.5 and more).
+#: Below this normalised autocorrelation at the beat period, audio has no tempo (8 s of white or
+#: pink noise stays under 0.12, a steady beat reaches 0.5 and more).
 MIN_TEMPO_CONFIDENCE = 0.2
+#: Short audio must clear a higher bar: the autocorrelation of noise spreads as one over the
+#: square root of the frame count, and a tempo needs this many of those spreads (2 s of noise
+#: reaches 0.23, so 2 s need 0.3).
+TEMPO_NOISE_SPREADS = 4.0
+#: Multiples of a candidate beat period whose autocorrelation supports it: the beat, the half
+#: bar and the bar of 4/4 (and 2/4).
+METRICAL_MULTIPLES = (1.0, 2.0, 4.0)
 #: Below this spread of the mean chroma (standard deviation over mean), audio has no key
-#: (white and pink noise stay under 0.06, brown noise near 0.13, tonal music 0.3 and more).
-MIN_CHROMA_CONTRAST = 0.15
+#: (white noise reaches 0.01, pink 0.03, brown 0.07; music with drums and inharmonic
+#: instruments can sit as low as 0.06, so this gate only catches the flattest noise).
+MIN_CHROMA_CONTRAST = 0.04
+#: Below this mean fit (Pearson) of the short chroma windows to their best triad, audio has no
+#: key (white, pink and brown noise stay under 0.54; music over a wide test corpus reaches 0.6
+#: and more).
+MIN_CHORD_FIT = 0.57
 #: Chroma analysis: lowest pitch (C2, 65.4 Hz; kick drums and rumble below carry no key), octaves.
 CHROMA_FMIN = 65.406
 CHROMA_OCTAVES = 6
@@ -78,7 +133,14 @@ CHROMA_BINS_PER_OCTAVE = 36
 CQT_MIN_SECONDS = 2.0
 CHROMA_HOP = 512
 #: Gain inside the log compression of the constant-Q magnitudes, log(1 + gain * |C| / max |C|).
-CHROMA_LOG_GAIN = 20.0
+CHROMA_LOG_GAIN = 100.0
+#: Chroma frames per chord window (8 x 512 samples at 22.05 kHz: 0.19 s, shorter than any
+#: chord at 180 BPM) and the triad fit a window needs to vote for its chord.
+CHORD_WINDOW_FRAMES = 8
+MIN_CHORD_VOTE_FIT = 0.5
+#: Weight of the chord-function score against the profile correlation (1: a clip made only of
+#: tonic chords adds as much as a perfect profile correlation).
+CHORD_FUNCTION_WEIGHT = 1.0
 #: EBU Tech 3342 short-term window and its hop, seconds.
 SHORT_TERM_SECONDS = 3.0
 SHORT_TERM_HOP_SECONDS = 0.1
@@ -320,19 +382,42 @@ def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, fl
     """
     if mono.shape[-1] < MIN_ANALYSIS_DURATION * sample_rate or not np.any(mono):
         return None, 0.0
-    envelope = librosa.onset.onset_strength(y=mono, sr=sample_rate, hop_length=TEMPO_HOP)
-    envelope = envelope - envelope.mean()
+    # One onset envelope per frequency band, autocorrelated separately and then averaged: in
+    # one envelope of the whole spectrum a kick on the beat and a hi-hat on the off-beat
+    # correlate with each other at 1.5 beats, which can outweigh the true beat (150 BPM read
+    # as 100); within a band each instrument only correlates with itself.
+    mel_edges = np.searchsorted(
+        librosa.mel_frequencies(n_mels=TEMPO_MEL_BANDS, fmax=sample_rate / 2.0),
+        TEMPO_BAND_EDGES_HZ,
+    )
+    band_edges = [0, *mel_edges.tolist(), TEMPO_MEL_BANDS]
+    envelopes = librosa.onset.onset_strength_multi(
+        y=mono, sr=sample_rate, hop_length=TEMPO_HOP, n_mels=TEMPO_MEL_BANDS, channels=band_edges
+    )
+    envelopes = envelopes - envelopes.mean(axis=1, keepdims=True)
+    n_frames = envelopes.shape[1]
     frame_rate = sample_rate / TEMPO_HOP  # Hz
     min_lag = max(2, math.floor(60.0 * frame_rate / TEMPO_RANGE[1]))
-    max_lag = min(math.ceil(60.0 * frame_rate / TEMPO_RANGE[0]), envelope.shape[0] // 2)
+    max_lag = min(math.ceil(60.0 * frame_rate / TEMPO_RANGE[0]), n_frames // 2)
     if max_lag <= min_lag + 1:
         return None, 0.0
-    autocorrelation = librosa.autocorrelate(envelope, max_size=envelope.shape[0])
-    if autocorrelation[0] <= 0:
+    # Unbiased estimates (long lags sum fewer products), normalised so lag 0 is 1.
+    unbias = 1.0 - np.arange(n_frames) / n_frames
+    # Each band's envelope is a mean over its mel bands; weighted by its share of them, the
+    # bands add up to the whole-spectrum envelope (librosa's onset strength).
+    band_shares = np.diff(band_edges) / TEMPO_MEL_BANDS
+    whole = librosa.autocorrelate(band_shares @ envelopes, max_size=n_frames)
+    if whole[0] <= 0:
         return None, 0.0
-    # Unbiased estimate, normalised so lag 0 is 1: long lags sum fewer products.
-    autocorrelation = autocorrelation / (envelope.shape[0] - np.arange(envelope.shape[0]))
-    autocorrelation = autocorrelation / autocorrelation[0]
+    whole = whole / unbias / whole[0]
+    # The candidates are read from the bands' own autocorrelations, each band with an equal
+    # voice: the whole spectrum's without the cross-band terms, and without letting the wide
+    # hi-hat band outweigh the narrow bass band.
+    bands = librosa.autocorrelate(envelopes, max_size=n_frames, axis=-1)
+    energy = float(bands[:, 0].sum())
+    if energy <= 0:
+        return None, 0.0
+    autocorrelation = bands.sum(axis=0) / unbias / energy
 
     lags = np.arange(min_lag, max_lag + 1)
     values = autocorrelation[lags]
@@ -340,13 +425,41 @@ def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, fl
     is_peak &= values > 0
     if not is_peak.any():
         return None, 0.0
-    bpm = 60.0 * frame_rate / lags
+    # Each autocorrelation peak is a candidate beat period. The peak height alone cannot tell
+    # a beat from a dotted beat when eighth notes fill the grid: at 1.5 beats the eighths line
+    # up as well as at one beat, and off-beat hi-hats can make that peak the higher one (150
+    # BPM read as 100). Beats group into half bars and bars, so a true beat period recurs at
+    # 2 and 4 times its length too, where the drum pattern and the chords repeat; a dotted
+    # period's multiples (3 and 6 beats) cut across them. Each candidate is scored by the mean
+    # autocorrelation at 1, 2 and 4 times its period.
+    candidates = lags[is_peak]
+    periods = np.array([_refine_period(autocorrelation, int(lag)) for lag in candidates])
+    support = np.array([_metrical_support(autocorrelation, period) for period in periods])
+    bpm = 60.0 * frame_rate / periods
     prior = np.exp(-0.5 * (np.log2(bpm / TEMPO_PRIOR_BPM) / TEMPO_PRIOR_OCTAVES) ** 2)
-    best = int(lags[np.argmax(np.where(is_peak, values * prior, -np.inf))])
-    confidence = float(np.clip(autocorrelation[best], 0.0, 1.0))
-    if confidence < MIN_TEMPO_CONFIDENCE:
+    choice = int(np.argmax(support * prior))
+    # The confidence is read where a listener would: on the whole spectrum's envelope.
+    lag = candidates[choice]
+    confidence = float(np.clip(whole[lag - 1 : lag + 2].max(), 0.0, 1.0))
+    if confidence < max(MIN_TEMPO_CONFIDENCE, TEMPO_NOISE_SPREADS / math.sqrt(n_frames)):
         return None, confidence
-    return 60.0 * frame_rate / _refine_period(autocorrelation, best), confidence
+    return float(bpm[choice]), confidence
+
+
+def _metrical_support(autocorrelation: np.ndarray, period: float) -> float:
+    """Mean autocorrelation at 1, 2 and 4 beat periods (those that fit in the signal).
+
+    Each multiple reads the largest value within a frame of its position, so a period that is
+    a fraction of a frame off does not miss its own peaks.
+    """
+    limit = (autocorrelation.shape[0] * 3) // 4  # longer lags average too few products
+    values = []
+    for multiple in METRICAL_MULTIPLES:
+        lag = round(multiple * period)
+        if lag + 1 >= limit:
+            break
+        values.append(float(autocorrelation[lag - 1 : lag + 2].max()))
+    return float(np.mean(values))
 
 
 def _parabolic_peak(values: np.ndarray, index: int) -> float:
@@ -425,14 +538,47 @@ def estimate_key(mono: np.ndarray, sample_rate: int) -> tuple[str | None, float]
         fmin=CHROMA_FMIN,
         n_octaves=CHROMA_OCTAVES,
         bins_per_octave=CHROMA_BINS_PER_OCTAVE,
+        norm=None,  # loud frames should weigh more than quiet ones, as a listener hears them
     )
     profile = chroma.mean(axis=1)
     mean = float(profile.mean())
     if mean <= 0 or float(profile.std()) < MIN_CHROMA_CONTRAST * mean:
         return None, 0.0
-    scores = key_correlations(profile)
+    votes, fit = _chord_votes(chroma)
+    if fit < MIN_CHORD_FIT:
+        return None, 0.0
+    profile_scores = key_correlations(profile)
+    # The profile alone confuses keys that share their notes (C major and A minor) or most of
+    # them (C major and G major); which chords sound, and for how long, tells them apart: the
+    # chords of C major and A minor are the same, but C major makes C and G major its
+    # strongest chords, A minor makes A minor and E major (harmonic minor) its strongest.
+    scores = profile_scores + CHORD_FUNCTION_WEIGHT * (_CHORD_FUNCTIONS @ votes)
     best = int(np.argmax(scores))
-    return KEY_NAMES[best], float(np.clip(scores[best], 0.0, 1.0))
+    return KEY_NAMES[best], float(np.clip(profile_scores[best], 0.0, 1.0))
+
+
+def _chord_votes(chroma: np.ndarray) -> tuple[np.ndarray, float]:
+    """Share of short windows won by each of the 24 triads, and the mean fit of the winners.
+
+    The chroma (12 x frames) is averaged over windows of :data:`CHORD_WINDOW_FRAMES` frames;
+    each window is matched (Pearson) against the triad templates. Windows whose best fit reaches
+    :data:`MIN_CHORD_VOTE_FIT` vote for that triad; silent windows are left out.
+    """
+    n_windows = max(1, chroma.shape[1] // CHORD_WINDOW_FRAMES)
+    usable = min(chroma.shape[1], n_windows * CHORD_WINDOW_FRAMES)
+    windows = chroma[:, :usable].reshape(12, -1, min(usable, CHORD_WINDOW_FRAMES)).mean(axis=2)
+    energy = windows.sum(axis=0)
+    windows = windows[:, energy > 0.01 * energy.max()]
+    centred = windows - windows.mean(axis=0, keepdims=True)
+    norms = np.linalg.norm(centred, axis=0)
+    centred = centred[:, norms > 0] / norms[norms > 0]
+    if centred.shape[1] == 0:
+        return np.zeros(24), 0.0
+    fits = _TRIADS @ centred
+    winners, best_fits = fits.argmax(axis=0), fits.max(axis=0)
+    voting = best_fits >= MIN_CHORD_VOTE_FIT
+    votes = np.bincount(winners[voting], minlength=24) / centred.shape[1]
+    return votes.astype(np.float64), float(best_fits.mean())
 
 
 def _estimate_tuning(mono: np.ndarray, sample_rate: int) -> float:
