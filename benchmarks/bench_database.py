@@ -1,11 +1,14 @@
 """Database: status lookups and listings on a large history, and queue claim+complete.
 
-Run on SQLite (a file in a scratch directory) and on PostgreSQL when DGX_MUSIC_BENCH_PG_URL
-(or DGX_MUSIC_TEST_PG_URL) names a server; without one the PostgreSQL cases are skipped. The
-PostgreSQL databases are called ``dgx_music_bench_*`` and are dropped and re-created by each run.
+Run on SQLite (a file in a scratch directory) and on PostgreSQL: the server DGX_MUSIC_BENCH_PG_URL
+(or DGX_MUSIC_TEST_PG_URL) names, else one answering on 127.0.0.1:5432; without one the
+PostgreSQL cases are skipped (n/a), never failed. The PostgreSQL databases are called
+``dgx_music_bench_<token>_*`` (see ``common.run_token``).
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 try:
     from dgx_music.jobs.queue import JobManager, JobOutput
@@ -14,7 +17,7 @@ try:
 except ImportError:  # an old commit without the queue: asv skips the suite
     JobManager = None
 
-from .common import BACKENDS, Benchmark, db_helpers, fresh_database_url, is_slow
+from .common import BACKENDS, Benchmark, db_helpers, drop_database, fresh_database_url, is_slow
 
 #: Rows in the history the lookups run against.
 HISTORY_ROWS = [1_000, 100_000] if not is_slow() else [1_000, 100_000, 1_000_000]
@@ -26,6 +29,13 @@ def open_database(url: str) -> Database:
     database = Database(url)
     upgrade(database)
     return database
+
+
+@lru_cache(maxsize=8)
+def job_manager(url: str) -> JobManager:
+    """One manager (and connection pool) per database and process: asv re-runs ``setup``
+    before every timed call, and a new pool each time would time a cold connection."""
+    return JobManager(Database(url))
 
 
 class HistoryQueries(Benchmark):
@@ -43,12 +53,12 @@ class HistoryQueries(Benchmark):
         for backend in BACKENDS:
             for rows in HISTORY_ROWS:
                 try:
-                    url = fresh_database_url(backend, f"dgx_music_bench_history_{rows}")
+                    url = fresh_database_url(backend, f"history_{rows}")
                 except NotImplementedError:
                     continue
                 database = open_database(url)
                 with database.session() as session:
-                    ids = db_helpers().seed_test_generations(session, rows)
+                    ids = db_helpers().bulk_seed_generations(session, rows)
                 database.dispose()
                 seeded[backend, rows] = (url, ids[len(ids) // 2])
         return seeded
@@ -58,12 +68,8 @@ class HistoryQueries(Benchmark):
         if (backend, rows) not in seeded:
             raise NotImplementedError(f"no {backend} database to benchmark")
         url, self.some_id = seeded[backend, rows]
-        self.database = Database(url)
-        self.manager = JobManager(self.database)
-        self.manager.get(self.some_id)  # open the pool outside the timed region
-
-    def teardown(self, seeded: dict, backend: str, rows: int) -> None:
-        self.database.dispose()
+        self.manager = job_manager(url)
+        self.manager.get(self.some_id)  # the pool's connection is open before the timed call
 
     def time_status_lookup(self, seeded: dict, backend: str, rows: int) -> None:
         """``GET /generations/{id}``: one row by primary key, with its prompt."""
@@ -94,14 +100,17 @@ class ClaimComplete(Benchmark):
         super().setup()
         if JobManager is None:
             raise NotImplementedError("dgx_music.jobs.queue is missing")
-        self.database = open_database(fresh_database_url(backend, "dgx_music_bench_queue"))
+        self.url = fresh_database_url(backend, "queue")
+        self.database = open_database(self.url)
         self.manager = JobManager(self.database)
         request = db_helpers().synth_request()
         for _ in range(QUEUE_JOBS):
             self.manager.submit(request)
 
     def teardown(self, backend: str) -> None:
-        self.database.dispose()
+        if hasattr(self, "database"):  # also called after a skipped setup
+            self.database.dispose()
+            drop_database(self.url)
 
     def time_claim_complete_50(self, backend: str) -> None:
         """50 claims and completions; jobs/s = 50 / this time."""

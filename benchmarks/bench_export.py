@@ -7,7 +7,16 @@ try:
 except ImportError:  # an old commit without the module: asv skips the suite
     export = None
 
-from .common import RATE, Benchmark, durations, normalised_clip, scratch_dir, synth_clip
+from .common import (
+    RATE,
+    Benchmark,
+    durations,
+    normalised_clip,
+    scratch_dir,
+    synth_clip,
+    traced_peak_mib,
+    track,
+)
 
 #: Clip lengths, seconds.
 SECONDS = durations([4.0, 16.0], [30.0])
@@ -29,15 +38,16 @@ class LoudnessNormalise(Benchmark):
     def time_normalise(self, seconds: float) -> None:
         self.normalizer.process(self.audio, RATE)
 
-    def peakmem_normalise(self, seconds: float) -> None:
-        self.normalizer.process(self.audio, RATE)
+    @track("MiB")
+    def track_normalise_peak_mib(self, seconds: float) -> float:
+        """Peak memory the normalisation allocates, MiB (tracemalloc; the stage's own arrays)."""
+        return traced_peak_mib(lambda: self.normalizer.process(self.audio, RATE))
 
+    @track("LU")
     def track_loudness_error(self, seconds: float) -> float:
         """Distance of the result from -16 LUFS, LU (quality, not speed)."""
         result = self.normalizer.process(self.audio, RATE)
         return abs(result.integrated_lufs - self.normalizer.target_lufs)
-
-    track_loudness_error.unit = "LU"
 
 
 class WriteWav(Benchmark):
@@ -73,5 +83,9 @@ class ExportWav(Benchmark):
     def time_export(self, seconds: float) -> None:
         export.export_wav(self.audio, RATE, self.directory / "bench.wav")
 
-    def peakmem_export(self, seconds: float) -> None:
-        export.export_wav(self.audio, RATE, self.directory / "bench.wav")
+    @track("MiB")
+    def track_export_peak_mib(self, seconds: float) -> float:
+        """Peak memory the whole export allocates, MiB (tracemalloc; the stage's own arrays)."""
+        return traced_peak_mib(
+            lambda: export.export_wav(self.audio, RATE, self.directory / "bench.wav")
+        )

@@ -7,7 +7,15 @@ try:
 except ImportError:  # an old commit without the module: asv skips the suite
     metadata = None
 
-from .common import RATE, Benchmark, durations, normalised_clip, warm_metadata
+from .common import (
+    RATE,
+    Benchmark,
+    durations,
+    normalised_clip,
+    traced_peak_mib,
+    track,
+    warm_metadata,
+)
 
 
 class AnalyzeClip(Benchmark):
@@ -26,13 +34,14 @@ class AnalyzeClip(Benchmark):
     def time_analyze(self, seconds: float) -> None:
         metadata.analyze(self.audio, RATE)
 
-    def peakmem_analyze(self, seconds: float) -> None:
-        metadata.analyze(self.audio, RATE)
+    @track("MiB")
+    def track_analyze_peak_mib(self, seconds: float) -> float:
+        """Peak memory one analysis allocates, MiB (tracemalloc; librosa works in numpy)."""
+        return traced_peak_mib(lambda: metadata.analyze(self.audio, RATE))
 
+    @track("%")
     def track_tempo_error(self, seconds: float) -> float:
         """Distance of the detected tempo from the synth's 124 BPM, percent (quality)."""
         tempo = metadata.analyze(self.audio, RATE).tempo_bpm
         candidates = [tempo, tempo * 2, tempo / 2] if tempo else [0.0]
         return min(abs(c - 124.0) for c in candidates) / 124.0 * 100
-
-    track_tempo_error.unit = "%"

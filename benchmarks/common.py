@@ -11,7 +11,11 @@ break the history of every benchmark that uses it.
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
+import threading
+import tracemalloc
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,6 +32,8 @@ SEED = 1234
 SYNTH_PROMPT = "driving house groove, 124 bpm in A minor"
 #: Output sample rate, Hz.
 RATE = 32_000
+#: Bytes in a mebibyte: every memory figure of the suite is reported in MiB.
+MIB = 2**20
 
 
 def is_slow() -> bool:
@@ -46,14 +52,34 @@ def configure_torch() -> None:
     torch.set_num_threads(THREADS)
 
 
+def make_request(model: str, seconds: float):
+    """The suite's generation request: :data:`SYNTH_PROMPT`, :data:`SEED`, ``seconds`` long."""
+    from dgx_music.generation.request import GenerationRequest
+
+    return GenerationRequest(prompt=SYNTH_PROMPT, duration=seconds, model=model, seed=SEED)
+
+
+@lru_cache(maxsize=1)
+def loaded_engine(model: str):
+    """A ``MusicEngine`` with ``model`` loaded and run once on a 1 s clip, cached per process:
+    asv re-runs ``setup`` before every timed call, and neither the load nor the first-call
+    warm-up may be timed. Raises NotImplementedError when the model's weights are not here."""
+    from dgx_music.generation.engine import MusicEngine
+
+    engine = MusicEngine()
+    info = {m.name: m for m in engine.available_models()}
+    if model in info and not info[model].available_offline:
+        raise NotImplementedError(f"{model} weights are not on this machine")
+    engine.generate(make_request(model, 1.0))
+    return engine
+
+
 @lru_cache(maxsize=8)
 def synth_clip(seconds: float):
     """Raw (not normalised) synth output: (2, seconds * 32000) float32."""
-    from dgx_music.generation.request import GenerationRequest
     from dgx_music.generation.synth import SynthBackend
 
-    request = GenerationRequest(prompt=SYNTH_PROMPT, duration=seconds, model="synth", seed=SEED)
-    return SynthBackend().generate(request, seed=SEED).audio
+    return SynthBackend().generate(make_request("synth", seconds), seed=SEED).audio
 
 
 @lru_cache(maxsize=8)
@@ -72,12 +98,97 @@ def warm_metadata() -> None:
     warm_up()
 
 
+# --- Memory of one stage ----------------------------------------------------------------------
+# asv's peakmem_ is the process's maximum RSS, which here is dominated by importing torch
+# (~300 MB) and says nothing about the stage. These figures are the stage's own allocations.
+
+
+def traced_peak_mib(stage: Callable[[], object]) -> float:
+    """Peak of the memory ``stage`` allocates through Python and numpy, MiB above its start.
+
+    numpy reports every array buffer to tracemalloc, so for the numpy/scipy stages (export,
+    metadata) this is the stage's working set, independent of what the process imported.
+    """
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        start, _ = tracemalloc.get_traced_memory()
+        stage()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return (peak - start) / MIB
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def sampled_peak(
+    read: Callable[[], int], stage: Callable[[], object], interval: float
+) -> tuple[int, int]:
+    """``(level before, highest level while stage ran)`` of a gauge such as the resident set or
+    a GPU's used memory, read by a thread every ``interval`` seconds and once more at the end."""
+    before = read()
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, read())
+            done.wait(interval)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        stage()
+    finally:
+        done.set()
+        sampler.join()
+    return before, max(peak, read())
+
+
+def rss_growth_peak_mib(stage: Callable[[], object]) -> float:
+    """Highest resident set size while ``stage`` runs, MiB above the RSS just before it.
+
+    For torch stages on the CPU, whose tensors tracemalloc cannot see: the resident set is read
+    from ``/proc/self/statm`` every millisecond. Memory the allocator kept from an earlier call
+    and reuses is not counted again, so measure a stage at least as large as any run before it.
+    """
+    if not os.path.exists("/proc/self/statm"):
+        raise NotImplementedError("needs /proc (Linux) to sample the resident set")
+    before, peak = sampled_peak(_resident_bytes, stage, interval=0.001)
+    return (peak - before) / MIB
+
+
+# --- Databases --------------------------------------------------------------------------------
+
 #: Repository root: the seeding helpers the tests use live in ``tests/utils``.
 REPO_ROOT = Path(__file__).resolve().parents[1]
-#: PostgreSQL server for the database benchmarks (trust auth); unset: those cases are skipped.
-PG_URL = os.environ.get("DGX_MUSIC_BENCH_PG_URL") or os.environ.get("DGX_MUSIC_TEST_PG_URL")
+#: Where a local PostgreSQL answers on our machines (trust auth, user postgres).
+LOCAL_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 #: Backends the database benchmarks cover.
 BACKENDS = ["sqlite", "postgresql"]
+
+
+@lru_cache(maxsize=1)
+def pg_url() -> str | None:
+    """The PostgreSQL server to benchmark: an explicit URL wins (``off`` means none), else a local
+    server if one answers on 127.0.0.1:5432, else ``None`` (PostgreSQL cases are skipped)."""
+    explicit = os.environ.get("DGX_MUSIC_BENCH_PG_URL") or os.environ.get("DGX_MUSIC_TEST_PG_URL")
+    if explicit:
+        return None if explicit == "off" else explicit
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return None
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        if probe.connect_ex(("127.0.0.1", 5432)) != 0:
+            return None
+    return LOCAL_PG_URL
 
 
 def db_helpers():
@@ -91,17 +202,35 @@ def db_helpers():
     return db_helpers
 
 
+#: Prefix of every PostgreSQL database the suite creates.
+PG_DATABASE_PREFIX = "dgx_music_bench_"
+
+
+def run_token() -> str:
+    """Names this run's PostgreSQL databases: ``scripts/bench.py`` sets DGX_MUSIC_BENCH_TOKEN and
+    drops ``dgx_music_bench_<token>_*`` when the run ends; a bare ``asv run`` gets one per
+    process (its databases can be dropped with ``scripts/bench.py cleanup``)."""
+    token = os.environ.get("DGX_MUSIC_BENCH_TOKEN") or f"p{os.getpid()}"
+    if not token.isalnum():
+        raise ValueError(f"DGX_MUSIC_BENCH_TOKEN: {token!r} must be letters and digits only")
+    return token.lower()
+
+
 def fresh_database_url(backend: str, name: str) -> str:
-    """An empty database for ``backend``: a new SQLite file, or a PostgreSQL database called
-    ``name`` that is dropped and re-created (never reused from an earlier run)."""
+    """An empty database for ``backend``: a new SQLite file, or a new PostgreSQL database called
+    ``dgx_music_bench_<token>_<name>``, re-created if an earlier run left one of that name."""
     if backend == "sqlite":
         return f"sqlite:///{scratch_dir() / (name + '.db')}"
-    if not PG_URL:
-        raise NotImplementedError("set DGX_MUSIC_BENCH_PG_URL to benchmark PostgreSQL")
+    name = f"{PG_DATABASE_PREFIX}{run_token()}_{name}"
+    url = pg_url()
+    if not url:
+        raise NotImplementedError(
+            "no PostgreSQL: none answers on 127.0.0.1:5432 and DGX_MUSIC_BENCH_PG_URL is unset"
+        )
     import psycopg
     from sqlalchemy.engine import make_url
 
-    admin = make_url(PG_URL)
+    admin = make_url(url)
     with psycopg.connect(
         admin.set(drivername="postgresql").render_as_string(hide_password=False),
         autocommit=True,
@@ -111,9 +240,40 @@ def fresh_database_url(backend: str, name: str) -> str:
     return admin.set(database=name).render_as_string(hide_password=False)
 
 
+def drop_database(url: str) -> None:
+    """Drop a PostgreSQL database this suite made (a no-op for SQLite files)."""
+    from sqlalchemy.engine import make_url
+
+    target = make_url(url)
+    if not target.drivername.startswith("postgresql"):
+        return
+    if not (target.database or "").startswith(PG_DATABASE_PREFIX):
+        raise ValueError(f"refusing to drop {target.database!r}: not a benchmark database")
+    import psycopg
+
+    admin = target.set(drivername="postgresql", database="postgres")
+    with psycopg.connect(
+        admin.render_as_string(hide_password=False), autocommit=True
+    ) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+
+
 def scratch_dir() -> Path:
     """A fresh directory for files a benchmark writes; removed with the process's temp files."""
     return Path(tempfile.mkdtemp(prefix="dgx-music-bench-"))
+
+
+def track(unit: str) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    """Mark a ``track_`` method: the unit asv shows, and a single round. These figures are
+    deterministic (memory, quality) or a single observation beside a timed twin, so a second
+    process would only cost the suite's time."""
+
+    def mark(method: Callable[..., float]) -> Callable[..., float]:
+        method.unit = unit  # type: ignore[attr-defined]
+        method.rounds = 1  # type: ignore[attr-defined]
+        return method
+
+    return mark
 
 
 class Benchmark:
