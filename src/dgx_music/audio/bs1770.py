@@ -29,6 +29,8 @@ RELATIVE_GATE_LU = -10.0
 LOUDNESS_OFFSET_DB = -0.691
 #: Channel weights G_i for L, R, C, Ls, Rs (BS.1770-4 table 3).
 CHANNEL_WEIGHTS = (1.0, 1.0, 1.0, 1.41, 1.41)
+#: Offset added before K-weighting to keep the filter state out of subnormal floats, full scale.
+SUBNORMAL_GUARD = 1e-20
 
 
 def k_weighting_sos(sample_rate: int) -> np.ndarray:
@@ -94,7 +96,11 @@ def block_energies(audio: np.ndarray, sample_rate: int) -> np.ndarray | None:
     block_frames = BLOCK_S * sample_rate
     if frames < int(round(block_frames)):
         return None
-    weighted = signal.sosfilt(k_weighting_sos(sample_rate), audio, axis=-1)
+    # Between sparse sounds the filter's decaying state sinks into subnormal floats, which the
+    # CPU handles some 50x slower (16 s of clicks: 170 ms instead of 4 ms). A constant offset
+    # keeps the state normal; the 38 Hz high-pass removes it, and what is left (under 1e-40 in
+    # energy) lies hundreds of dB below the absolute gate.
+    weighted = signal.sosfilt(k_weighting_sos(sample_rate), audio + SUBNORMAL_GUARD, axis=-1)
     starts, stops = block_bounds(frames, sample_rate)
     # Blocks overlap, so sum squares once over the pieces between consecutive bounds and add
     # up each block's pieces from a running total. Over pieces (not samples) the running total
