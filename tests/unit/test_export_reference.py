@@ -150,7 +150,7 @@ MATERIAL = {
     "drums_4s": lambda: (signals.drum_loop(4.0, bpm=120), RATE),
     "drums_4s_mono_44k": lambda: (signals.drum_loop(4.0, bpm=90, sample_rate=44_100)[:1], 44_100),
     "bursts_4s_48k": lambda: (tone_bursts(4.0, 48_000), 48_000),
-    "clicks_6s": lambda: (signals.clicks(6.0), RATE),
+    "clicks_4s": lambda: (signals.clicks(4.0), RATE),
     "gated_sections_22k": lambda: (gated_sections(6.0, 22_050), 22_050),
     "quiet_chord_4s": lambda: (
         signals.sine(4.0, 220, 0.01) + signals.sine(4.0, 277.2, 0.01),
@@ -170,7 +170,7 @@ MATERIAL = {
 
 
 @pytest.mark.parametrize("rate", [8_000, 22_050, 32_000, 44_100, 48_000])
-@pytest.mark.parametrize("seconds", [0.4, 0.45, 0.75, 1.0, 3.33, 7.0])
+@pytest.mark.parametrize("seconds", [0.4, 0.45, 0.75, 3.33, 5.0])
 def test_block_loudness_equals_pyloudnorm(rate: int, seconds: float):
     # Lengths around a block and off the 100 ms grid exercise pyloudnorm's block count rounding.
     cases = [
@@ -333,7 +333,7 @@ def test_exporter_equals_the_slow_reference(name: str):
 @pytest.mark.parametrize(
     "name",
     ["noise_16s", "drums_4s_mono_44k", "bursts_4s_48k", "ebu_3341_case1_48k",
-     "quarter_rate_sine_48k", "spiky_sine_4s", "clicks_6s"],
+     "quarter_rate_sine_48k", "spiky_sine_4s", "clicks_4s"],
 )  # fmt: skip
 def test_written_file_meets_the_spec_by_the_reference_meters(name: str, tmp_path: Path):
     audio, rate = MATERIAL[name]()
