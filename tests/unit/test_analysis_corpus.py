@@ -8,6 +8,7 @@ missed clip with what was expected and what was found.
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import lru_cache
 
 import pytest
@@ -106,3 +107,27 @@ def test_corpus_clips_are_reproducible(index: int) -> None:
     again = music_corpus.make_clip(index, N_CLIPS, 2.0)
     assert first.description == again.description
     assert (first.audio == again.audio).all()
+
+
+def test_the_corpus_covers_what_it_promises() -> None:
+    # The design, checked: every key equally often, each rate, channel count and feel balanced,
+    # tempi spread over 60-180 BPM (every 20 BPM band), drums off and on, the relative-minor
+    # progressions present.
+    clips = music_corpus.corpus(N_CLIPS, CLIP_SECONDS)
+    assert Counter(clip.key for clip in clips) == {key: N_CLIPS // 24 for key in metadata.KEY_NAMES}
+    for values in (
+        [clip.sample_rate for clip in clips],
+        [clip.audio.shape[0] for clip in clips],
+        [clip.feel for clip in clips],
+    ):
+        counts = Counter(values)
+        assert max(counts.values()) - min(counts.values()) <= 1, counts
+    assert set(Counter(clip.sample_rate for clip in clips)) == set(music_corpus.SAMPLE_RATES)
+    tempi = [clip.tempo_bpm for clip in clips]
+    assert min(tempi) >= 60.0 and max(tempi) <= 180.0
+    assert {int((tempo - 60.0) // 20) for tempo in tempi} == set(range(6))
+    assert {clip.drums for clip in clips} == {"none", *music_corpus.DRUM_PATTERNS}
+    assert any("vi" in clip.progression for clip in clips if clip.key.endswith("major"))
+    for clip in clips:
+        assert clip.audio.shape[1] == round(CLIP_SECONDS * clip.sample_rate)
+        assert 0.29 <= float(abs(clip.audio).max()) <= 0.91

@@ -282,3 +282,67 @@ def test_relative_keys() -> None:
     assert metadata.relative_key("D# minor") == "F# major"
     for key in metadata.KEY_NAMES:
         assert metadata.relative_key(metadata.relative_key(key)) == key
+
+
+# --- metrical and tonal traps (hand-built, not the synth) ----------------------------------------
+
+
+def _decaying_tone(freq: float, seconds: float) -> np.ndarray:
+    """A piano-like note: harmonics 1..4, the higher ones fading faster."""
+    t = np.arange(round(seconds * SR)) / SR
+    partials = [
+        0.5**h * np.sin(2 * np.pi * h * freq * t) * np.exp(-2.0 * h * t) for h in (1, 2, 3, 4)
+    ]
+    return np.sum(partials, axis=0)
+
+
+def _place(track: np.ndarray, at_s: float, sound: np.ndarray, gain: float) -> None:
+    start = round(at_s * SR)
+    stop = min(track.shape[0], start + sound.shape[0])
+    if start < track.shape[0]:
+        track[start:stop] += gain * sound[: stop - start]
+
+
+@pytest.mark.parametrize("bpm", [150.0, 165.0])
+def test_off_beat_hats_and_eighths_do_not_give_two_thirds_of_the_tempo(bpm: float) -> None:
+    # Kick on beats 1 and 3, hi-hats only on the off-beats, a tone on every eighth: the
+    # whole-spectrum autocorrelation peaks at 1.5 beats (kick against hat), the 2/3 trap.
+    rng = np.random.default_rng(4)
+    beat = 60.0 / bpm
+    seconds = 8.0
+    track = np.zeros(round(seconds * SR))
+    t_kick = np.arange(round(0.25 * SR)) / SR
+    kick = np.sin(2 * np.pi * (50.0 * t_kick + 4.0 * (1 - np.exp(-25.0 * t_kick)))) * np.exp(
+        -9.0 * t_kick
+    )
+    hat = rng.normal(0.0, 1.0, round(0.05 * SR)) * np.exp(-np.arange(round(0.05 * SR)) / SR * 70)
+    notes = [_decaying_tone(440.0 * 2 ** (step / 12), 0.2) for step in (0, 3, 7, 5, 3, 2, 0, -2)]
+    for index in range(int(seconds / beat) + 1):
+        if index % 2 == 0:
+            _place(track, index * beat, kick, 0.9)
+        _place(track, (index + 0.5) * beat, hat, 0.4)
+        _place(track, index * beat, notes[(2 * index) % 8], 0.3)
+        _place(track, (index + 0.5) * beat, notes[(2 * index + 1) % 8], 0.3)
+    found = analyze(track / np.max(np.abs(track)) * 0.8, SR)
+    assert _tempo_matches(found.tempo_bpm, bpm), (found.tempo_bpm, bpm)
+
+
+def test_major_key_with_a_prominent_relative_minor_chord() -> None:
+    # C - Am - F - G7, a chord a second, bass on the root: A minor sounds as long as the tonic
+    # chord and every note belongs to A minor as much as to C major; the dominant seventh
+    # resolving to C makes it C major.
+    chords = [(48, (60, 64, 67)), (45, (57, 60, 64)), (41, (57, 60, 65)), (43, (55, 59, 62, 65))]
+    track = np.zeros(8 * SR)
+    for bar in range(8):
+        bass, tones = chords[bar % 4]
+        for midi in (bass, *tones):
+            _place(track, float(bar), _decaying_tone(440.0 * 2 ** ((midi - 69) / 12), 1.0), 0.3)
+    found = analyze(np.stack([track, track]) * 0.5, SR)
+    assert found.key == "C major", found.key
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_two_seconds_of_noise_have_no_tempo(seed: int) -> None:
+    # Short noise autocorrelates more by chance (about 0.23 for 2 s): the bar rises with it.
+    noise = 0.1 * np.random.default_rng(seed).standard_normal((2, 2 * SR))
+    assert analyze(noise, SR).tempo_bpm is None

@@ -114,9 +114,9 @@ MIN_TEMPO_CONFIDENCE = 0.2
 #: square root of the frame count, and a tempo needs this many of those spreads (2 s of noise
 #: reaches 0.23, so 2 s need 0.3).
 TEMPO_NOISE_SPREADS = 4.0
-#: Multiples of a candidate beat period whose autocorrelation supports it: the beat, the half
-#: bar and the bar of 4/4 (and 2/4).
-METRICAL_MULTIPLES = (1.0, 2.0, 4.0)
+#: Multiples of a candidate beat period whose autocorrelation supports it: the beat and the
+#: half bar of 4/4 (the bar of 2/4).
+METRICAL_MULTIPLES = (1.0, 2.0)
 #: Below this spread of the mean chroma (standard deviation over mean), audio has no key
 #: (white noise reaches 0.01, pink 0.03, brown 0.07; music with drums and inharmonic
 #: instruments can sit as low as 0.06, so this gate only catches the flattest noise).
@@ -428,10 +428,10 @@ def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, fl
     # Each autocorrelation peak is a candidate beat period. The peak height alone cannot tell
     # a beat from a dotted beat when eighth notes fill the grid: at 1.5 beats the eighths line
     # up as well as at one beat, and off-beat hi-hats can make that peak the higher one (150
-    # BPM read as 100). Beats group into half bars and bars, so a true beat period recurs at
-    # 2 and 4 times its length too, where the drum pattern and the chords repeat; a dotted
-    # period's multiples (3 and 6 beats) cut across them. Each candidate is scored by the mean
-    # autocorrelation at 1, 2 and 4 times its period.
+    # BPM read as 100). Beats pair into half bars, so a true beat period recurs at twice its
+    # length, where the drum pattern repeats. Each candidate is scored by the mean
+    # autocorrelation at 1 and 2 times its period. (Four times was tried too: a dotted
+    # period's fourth multiple, 6 beats, lands on the grid of bar pairs and props it up.)
     candidates = lags[is_peak]
     periods = np.array([_refine_period(autocorrelation, int(lag)) for lag in candidates])
     support = np.array([_metrical_support(autocorrelation, period) for period in periods])
@@ -447,7 +447,7 @@ def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, fl
 
 
 def _metrical_support(autocorrelation: np.ndarray, period: float) -> float:
-    """Mean autocorrelation at 1, 2 and 4 beat periods (those that fit in the signal).
+    """Mean autocorrelation at the :data:`METRICAL_MULTIPLES` of a period (those that fit).
 
     Each multiple reads the largest value within a frame of its position, so a period that is
     a fraction of a frame off does not miss its own peaks.
