@@ -350,7 +350,8 @@ def db_check(
         bool, typer.Option(help="Read every file and compare its SHA-256 (sizes always).")
     ] = True,
 ) -> None:
-    """Report orphan files, missing files, size or SHA-256 mismatches and stuck leases.
+    """Report orphan files, missing files, size or SHA-256 mismatches, stuck leases and
+    generation counts that differ from the rows.
 
     Exits 1 when anything is wrong.
     """
@@ -361,6 +362,8 @@ def db_check(
     problems = report.problems()
     if not run_or_exit(lambda: is_up_to_date(manager.database)):
         problems.insert(0, f"schema is not at revision {head_revision()}: run dgx-music db upgrade")
+    else:
+        problems += count_problems(manager)
     summary = f"checked {report.rows_checked} rows and {report.files_checked} files"
     if not problems:
         console.print(f"[bold green]ok[/] {summary}", highlight=False)
@@ -369,6 +372,18 @@ def db_check(
         console.print(f"[red]problem[/] {line}", highlight=False)
     console.print(f"{len(problems)} problems; {summary}", highlight=False)
     raise typer.Exit(EXIT_FAILURE)
+
+
+def count_problems(manager: JobManager) -> list[str]:
+    """Where the maintained per-status counts (listing totals) differ from the rows."""
+    maintained = run_or_exit(manager.counts_by_status)
+    counted = run_or_exit(manager.counted_by_rows)
+    return [
+        f"the maintained count of {status} generations is {maintained[status]} but "
+        f"{counted[status]} rows are {status}: run dgx-music db cleanup"
+        for status in counted
+        if maintained[status] != counted[status]
+    ]
 
 
 @db_app.command("cleanup")
@@ -380,10 +395,15 @@ def db_cleanup(
     ] = 300.0,
 ) -> None:
     """Repair what is safe: re-queue stuck jobs, delete orphan and temp files, fail rows whose
-    file is gone. Never deletes a file a completed row points to."""
+    file is gone, rebuild wrong generation counts. Never deletes a file a completed row
+    points to."""
     manager = run_or_exit(job_manager)
     result = run_or_exit(lambda: manager.cleanup(dry_run=dry_run, grace_seconds=grace))
     verb = "would" if dry_run else "did"
+    if count_problems(manager):
+        if not dry_run:
+            run_or_exit(manager.recount)
+        console.print(f"{verb} rebuild the generation counts from the rows", highlight=False)
     console.print(
         f"{verb} recover {result.requeued_or_failed} stuck jobs, remove "
         f"{len(result.removed_files)} files, mark {len(result.marked_missing)} rows failed",

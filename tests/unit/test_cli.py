@@ -110,3 +110,34 @@ def test_info_lists_offline_models():
     assert result.exit_code == 0, result.output
     for expected in ("torch", "transformers", "tiny", "synth", "facebook/musicgen-small"):
         assert expected in result.output
+
+
+def test_db_check_reports_wrong_generation_counts_and_cleanup_rebuilds_them(database):
+    from sqlalchemy import text
+
+    from dgx_music.jobs.queue import JobManager, JobStatus
+    from tests.utils.db_helpers import synth_request
+
+    manager = JobManager(database)
+    manager.submit(synth_request())
+    assert runner.invoke(app, ["db", "check"]).exit_code == 0
+    # Something went around the triggers: the listing total no longer matches the rows.
+    with database.engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE generation_counts SET total = total + 3 "
+                "WHERE status = 'failed' AND shard = 0"
+            )
+        )
+    checked = runner.invoke(app, ["db", "check"])
+    assert checked.exit_code == 1
+    assert "maintained count of failed generations is 3 but 0 rows" in checked.output
+    dry = runner.invoke(app, ["db", "cleanup", "--dry-run"])
+    assert "would rebuild the generation counts" in dry.output
+    assert manager.counts_by_status()[JobStatus.FAILED] == 3
+    cleaned = runner.invoke(app, ["db", "cleanup"])
+    assert cleaned.exit_code == 0, cleaned.output
+    assert "did rebuild the generation counts" in cleaned.output
+    assert manager.counts_by_status() == manager.counted_by_rows()
+    assert manager.list()[1] == 1
+    assert runner.invoke(app, ["db", "check"]).exit_code == 0

@@ -941,6 +941,32 @@ class JobManager:
                 return
             after = rows[-1].id
 
+    def recount(self) -> dict[GenerationStatus, int]:
+        """Rebuild the maintained counts from the rows and return them.
+
+        The triggers keep ``generation_counts`` exact; this repairs it after something went
+        around them (triggers disabled for a bulk load, a restore of one table). Writers wait
+        for the few milliseconds it takes, so nothing changes between counting and writing.
+        """
+        with self.database.transaction(write=True) as connection:
+            if self.database.backend == "postgresql":
+                connection.execute(text("LOCK TABLE generations IN SHARE ROW EXCLUSIVE MODE"))
+            rows = connection.execute(
+                select(Generation.status, func.count()).group_by(Generation.status)
+            )
+            counts = dict.fromkeys(GenerationStatus, 0)
+            for status, number in rows:
+                counts[GenerationStatus(status)] = int(number)
+            connection.execute(update(GenerationCount).values(total=0))
+            for status, number in counts.items():
+                connection.execute(
+                    update(GenerationCount)
+                    .where(GenerationCount.status == status.value, GenerationCount.shard == 0)
+                    .values(total=number)
+                )
+        logger.warning("generation counts rebuilt from the rows", extra={"action": "recount"})
+        return counts
+
     # --- consistency --------------------------------------------------------------------
 
     def check(self, *, verify_hashes: bool = True) -> ConsistencyReport:
