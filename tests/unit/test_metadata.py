@@ -14,6 +14,7 @@ from dgx_music.audio.metadata import AudioMetadata, analyze
 from dgx_music.errors import InvalidAudioError
 from dgx_music.generation.request import GenerationRequest
 from dgx_music.generation.synth import SynthBackend
+from tests.utils import music_corpus
 
 SR = 32_000  # Hz
 #: Tempo is right within 2 %, at the reported tempo or half or double it.
@@ -341,8 +342,29 @@ def test_major_key_with_a_prominent_relative_minor_chord() -> None:
     assert found.key == "C major", found.key
 
 
+@pytest.mark.parametrize("index", [4, 16, 48])
+def test_tempos_the_whole_spectrum_misreads_as_two_thirds(index: int) -> None:
+    # Clips of the test corpus (off-beat hats, syncopated kicks, 147-171 BPM) that one
+    # whole-spectrum onset autocorrelation reads at 2/3 of the tempo (e.g. 165.7 as 110.5).
+    clip = music_corpus.make_clip(index, 72)
+    assert _tempo_matches(analyze(clip.audio, clip.sample_rate).tempo_bpm, clip.tempo_bpm)
+
+
+@pytest.mark.parametrize(
+    ("index", "key"), [(28, "E major"), (42, "F# minor"), (48, "C major")], ids=str
+)
+def test_keys_the_profile_alone_misreads(index: int, key: str) -> None:
+    # Clips of the test corpus (tests/utils/music_corpus.py) that the Krumhansl profile alone
+    # reads as the relative (I-V-vi-IV in E major as C# minor), the dominant (i-VII-VI-V7 in
+    # F# minor as C# minor) or the parallel (an FM bell's minor-third partial: C minor): the
+    # chord functions put them right.
+    clip = music_corpus.make_clip(index, 72)
+    assert clip.key == key
+    assert analyze(clip.audio, clip.sample_rate).key == key
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_two_seconds_of_noise_have_no_tempo(seed: int) -> None:
-    # Short noise autocorrelates more by chance (about 0.23 for 2 s): the bar rises with it.
+    # Short noise autocorrelates more by chance than long noise; 2 s must still read as none.
     noise = 0.1 * np.random.default_rng(seed).standard_normal((2, 2 * SR))
     assert analyze(noise, SR).tempo_bpm is None

@@ -110,10 +110,6 @@ TEMPO_PRIOR_OCTAVES = 1.0
 #: Below this normalised autocorrelation at the beat period, audio has no tempo (8 s of white or
 #: pink noise stays under 0.12, a steady beat reaches 0.5 and more).
 MIN_TEMPO_CONFIDENCE = 0.2
-#: Short audio must clear a higher bar: the autocorrelation of noise spreads as one over the
-#: square root of the frame count, and a tempo needs this many of those spreads (2 s of noise
-#: reaches 0.23, so 2 s need 0.3).
-TEMPO_NOISE_SPREADS = 4.0
 #: Multiples of a candidate beat period whose autocorrelation supports it: the beat and the
 #: half bar of 4/4 (the bar of 2/4).
 METRICAL_MULTIPLES = (1.0, 2.0)
@@ -441,7 +437,7 @@ def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, fl
     # The confidence is read where a listener would: on the whole spectrum's envelope.
     lag = candidates[choice]
     confidence = float(np.clip(whole[lag - 1 : lag + 2].max(), 0.0, 1.0))
-    if confidence < max(MIN_TEMPO_CONFIDENCE, TEMPO_NOISE_SPREADS / math.sqrt(n_frames)):
+    if confidence < MIN_TEMPO_CONFIDENCE:
         return None, confidence
     return float(bpm[choice]), confidence
 
