@@ -204,3 +204,12 @@ def test_create_test_audio_tensor_shape_and_limits():
         create_test_audio_tensor(frequency=20_000)
     with pytest.raises(ValueError, match="duration"):
         create_test_audio_tensor(duration=0)
+
+
+def test_the_spec_audio_fixtures(test_audio_tensor, test_audio_file: Path, mock_settings):
+    assert test_audio_tensor.shape == (2, RATE) and test_audio_tensor.dtype == torch.float32
+    assert test_audio_file.parent == mock_settings.output_dir
+    assert mock_settings.device == "cpu" and mock_settings.poll_seconds == 0.05
+    report = verify_audio_quality(test_audio_file)
+    assert report["passed"], report["errors"]
+    assert compare_audio_properties(test_audio_file, 1.0)["difference"] < 1e-3
