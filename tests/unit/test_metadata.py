@@ -368,3 +368,14 @@ def test_two_seconds_of_noise_have_no_tempo(seed: int) -> None:
     # Short noise autocorrelates more by chance than long noise; 2 s must still read as none.
     noise = 0.1 * np.random.default_rng(seed).standard_normal((2, 2 * SR))
     assert analyze(noise, SR).tempo_bpm is None
+
+
+@pytest.mark.parametrize("index", [3, 8])
+def test_tempo_and_key_alone_equal_what_analyze_reports(index: int) -> None:
+    clip = music_corpus.make_clip(index, 72, 4.0)
+    full = analyze(clip.audio, clip.sample_rate)
+    expected = (full.tempo_bpm, full.tempo_confidence, full.key, full.key_confidence)
+    assert metadata.tempo_and_key(clip.audio, clip.sample_rate) == expected
+    assert metadata.tempo_and_key(np.zeros((2, SR)), SR) == (None, 0.0, None, 0.0)
+    with pytest.raises(InvalidAudioError, match="NaN"):
+        metadata.tempo_and_key(np.full(SR, np.nan), SR)
