@@ -2,8 +2,9 @@
 
 Loudness follows ITU-R BS.1770-4 (K-weighting, 400 ms gated blocks, via :class:`pyloudnorm.Meter`)
 and EBU Tech 3342 (loudness range from 3 s short-term loudness). True peak follows BS.1770-4
-Annex 2 (4x oversampling). Tempo comes from the autocorrelation of librosa's onset strength
-envelope and key from the Krumhansl-Schmuckler algorithm on librosa's constant-Q chroma.
+Annex 2 (4x oversampling). Tempo comes from the autocorrelations of librosa's onset strength
+envelopes in four frequency bands; key from the Krumhansl-Schmuckler algorithm on librosa's
+constant-Q chroma together with the harmonic functions of the triads heard in it.
 
 Arrays are float, shaped (channels, samples); a 1-D array is mono. Level values are relative to
 digital full scale (1.0): a full-scale sine has a sample peak of 0 dBFS and an RMS of -3.01 dBFS.
@@ -366,18 +367,20 @@ def _to_analysis_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, float]:
     """Global tempo of a mono signal, BPM, and a confidence 0..1.
 
-    The onset strength envelope (librosa, spectral flux on a mel spectrogram) is autocorrelated
-    over lags of 0.2..2 s (300..30 BPM). Its local maxima are weighted by a log-normal prior
-    (centre 120 BPM, one octave wide) to choose the metrical level, as librosa's own tempo
-    estimator does; the beat period is then refined to a fraction of a frame by parabolic
-    interpolation of that peak and of the peaks at its multiples.
+    Onset strength envelopes (librosa, spectral flux on a mel spectrogram) of four frequency
+    bands are autocorrelated separately and summed, over lags of 0.2..2 s (300..30 BPM). Each
+    local maximum is a candidate beat period, scored by the mean autocorrelation at the period
+    and at twice it (:data:`METRICAL_MULTIPLES`) and weighted by a log-normal prior (centre
+    120 BPM, one octave wide) that chooses the metrical level, as librosa's own tempo estimator
+    does; the winner is refined to a fraction of a frame by parabolic interpolation of its peak
+    and of the peaks at its multiples.
 
     Returns
     -------
     tuple of (float or None, float)
         Tempo in BPM (``None`` when the signal is silent, shorter than 0.5 s, or its
         confidence is below :data:`MIN_TEMPO_CONFIDENCE`) and the normalised autocorrelation
-        of the onset envelope at the beat period, clipped to 0..1.
+        of the whole-spectrum onset envelope at the beat period, clipped to 0..1.
     """
     if mono.shape[-1] < MIN_ANALYSIS_DURATION * sample_rate or not np.any(mono):
         return None, 0.0
@@ -528,14 +531,17 @@ def estimate_key(mono: np.ndarray, sample_rate: int) -> tuple[str | None, float]
 
     The constant-Q spectrum (librosa, C2..B7, tuning estimated from the signal) is
     log-compressed, folded into a chroma per frame, averaged over time and correlated (Pearson)
-    with the 24 rotations of the Krumhansl-Kessler major and minor profiles; the best
-    correlation names the key.
+    with the 24 rotations of the Krumhansl-Kessler major and minor profiles. To each key's
+    correlation is added how strongly the triads recognised in 0.19 s windows speak for it
+    (tonic, dominant, subdominant, other diatonic chords; foreign chords count against it);
+    the best sum names the key.
 
     Returns
     -------
     tuple of (str or None, float)
         Key name such as ``"A minor"`` (``None`` when the signal is silent, shorter than 0.5 s
-        or has a nearly flat chroma, as noise has) and the winning correlation clipped to 0..1.
+        or has a nearly flat chroma or no triad-like windows, as noise has) and the winning
+        key's profile correlation clipped to 0..1.
     """
     if mono.shape[-1] < MIN_ANALYSIS_DURATION * sample_rate or not np.any(mono):
         return None, 0.0
