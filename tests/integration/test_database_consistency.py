@@ -200,3 +200,28 @@ class TestOrphanedData:
         # Every file a completed row points to is still there, unchanged.
         assert {p: p.read_bytes() for p in kept} == kept
         assert history.check().ok
+
+
+def test_check_ignores_what_is_not_an_output(manager: JobManager):
+    """The check owns only YYYY/MM/<uuid>.wav (and its temp files): a person's notes, other
+    folders and odd names in the outputs directory are neither orphans nor deleted."""
+    out = manager.output_dir
+    generate_and_record(synth_request(), manager=manager)
+    foreign = [
+        out / "notes.txt",
+        out / "mixes" / "2025" / "01" / f"{uuid.uuid4()}.wav",
+        out / "2025" / "13" / f"{uuid.uuid4()}.wav",
+        out / "2025" / "01" / "readme.txt",
+        out / "2025" / "01" / "stems" / f"{uuid.uuid4()}.wav",
+    ]
+    for path in foreign:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not ours")
+    orphan = out / "2025" / "01" / f"{uuid.uuid4()}.wav"
+    orphan.write_bytes(b"RIFF ours but unrecorded")
+
+    report = manager.check()
+    assert [item.relative_path for item in report.orphan_files] == [str(orphan.relative_to(out))]
+    manager.cleanup(grace_seconds=0)
+    assert not orphan.exists()
+    assert all(path.read_bytes() == b"not ours" for path in foreign)
