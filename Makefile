@@ -16,7 +16,14 @@ comma := ,
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: install test lint format demo bench bench-publish serve clean
+BENCH_MACHINE ?=
+BENCH_CONFIG ?= asv.conf.json
+BASE ?= main
+HEAD ?= HEAD
+BENCH_FACTOR ?= 1.3
+BENCH_CPU ?=
+
+.PHONY: install test lint format demo bench publish bench-compare bench-check serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,15 +55,26 @@ demo: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/dgx-music serve
 
+# The whole asv suite for the checked-out commit, in an asv-managed virtualenv (keyed by the
+# Python and torch versions), then the offline site and a table of headline figures.
+# On a DGX: make bench BENCH_MACHINE=dgx-spark-01 BENCH_CONFIG=asv.cuda.conf.json (docs/BENCHMARKING.md)
 bench: $(STAMP)
-	$(BIN)/asv machine --yes
-	$(BIN)/asv run --python=same --set-commit-hash $$(git rev-parse HEAD)
+	$(BIN)/python scripts/bench.py run --config $(BENCH_CONFIG) \
+		$(if $(BENCH_MACHINE),--machine $(BENCH_MACHINE))
 
-# asv's site loads jQuery, flot and bootstrap from CDNs; vendor them (from npm, cached in
-# .asv/vendor-cache) so the published site works with no internet.
-bench-publish: $(STAMP)
-	$(BIN)/asv publish
-	$(BIN)/python scripts/publish_offline.py
+# The site (.asv/html) from results/ alone: asv publish plus the asv-tachyon viewer, no CDN.
+publish: $(STAMP)
+	$(BIN)/python scripts/bench.py publish
+
+# The pull-request gate: exit 1 when HEAD is slower or bigger than BASE beyond BENCH_FACTOR.
+bench-compare: $(STAMP)
+	$(BIN)/python scripts/bench.py compare $(BASE) $(HEAD) --factor $(BENCH_FACTOR) \
+		--config $(BENCH_CONFIG) $(if $(BENCH_MACHINE),--machine $(BENCH_MACHINE)) \
+		$(if $(BENCH_CPU),--cpu-affinity $(BENCH_CPU))
+
+# CI's guard of the suite: asv check and a quick pass with and without PostgreSQL.
+bench-check: $(STAMP)
+	$(BIN)/python scripts/bench.py check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov
