@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from dgx_music.audio.metadata import relative_key
 from tests.browser.conftest import API_KEY
 
 # Also added by tests/conftest.py to everything in this folder; explicit for readers.
@@ -80,7 +81,9 @@ def test_make_play_and_delete_a_track(page: Any, artifacts: Path) -> None:
 
     assert number_in(page.text_content("dd[data-field='tempo']")) == pytest.approx(84, rel=0.05)
     assert "BPM" in page.text_content("dd[data-field='tempo']")
-    assert page.text_content("dd[data-field='key']") == "A minor"
+    # The page shows what the analysis found; it may name the relative major, which shares every
+    # pitch (analysis accuracy is tested in tests/unit and tests/integration).
+    assert page.text_content("dd[data-field='key']") in {"A minor", relative_key("A minor")}
     lufs = page.text_content("dd[data-field='lufs']")
     assert "LUFS" in lufs and number_in(lufs) == pytest.approx(-16, abs=0.5)
     assert page.text_content("dd[data-field='seed']") == "42"
