@@ -143,7 +143,9 @@ class TestResourceFailures:
         assert failed.status is GenerationStatus.FAILED
         assert failed.file_path is None and failed.sha256 is None
         # The message says which step failed and why (ENOTDIR), not a generic "error".
-        assert failed.error == "cannot prepare the output directory: Not a directory"
+        # ... and where: the directory it could not make, below the configured outputs.
+        assert failed.error.startswith(f"cannot prepare the output directory {blocker}/outputs")
+        assert failed.error.endswith(": Not a directory")
         assert blocker.read_text() == "in the way"
         assert not list(tmp_path.rglob(f"{job.id}*"))
 

@@ -177,7 +177,9 @@ def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, DgxMusicError):
         return exc.message
     if isinstance(exc, OSError):
-        return f"cannot prepare the output directory: {describe_os_error(exc)}"
+        # Name the path the OS refused, so the person reading the job can go and fix it.
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"cannot prepare the output directory{where}: {describe_os_error(exc)}"
     return f"unexpected {type(exc).__name__}: {exc}; the worker log has the traceback"
 
 
