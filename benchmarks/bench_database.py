@@ -19,8 +19,9 @@ except ImportError:  # an old commit without the queue: asv skips the suite
 
 from .common import BACKENDS, Benchmark, db_helpers, drop_database, fresh_database_url, is_slow
 
-#: Rows in the history the lookups run against.
-HISTORY_ROWS = [1_000, 100_000] if not is_slow() else [1_000, 100_000, 1_000_000]
+#: Rows in the history the lookups run against: the 100k-row history every run (the spec's
+#: "database query" figure), the small and the very large ones in slow mode.
+HISTORY_ROWS = [100_000] if not is_slow() else [1_000, 100_000, 1_000_000]
 #: Jobs claimed and completed per timed run.
 QUEUE_JOBS = 50
 
