@@ -275,14 +275,24 @@ def cmd_summary(machine: str, commit: str, results_dir: Path = ROOT / "results")
 # --- Commands ---------------------------------------------------------------------------------
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def start(args: argparse.Namespace) -> tuple[str, Path, str, dict[str, str]] | None:
+    """What a recording command needs first: the machine (registered with asv), the config,
+    and a run token with its environment; None when asv cannot register the machine."""
     machine = args.machine or default_machine()
     config = Path(args.config).resolve()
     if asv("machine", "--yes", "--machine", machine, config=config) != 0:
-        return 1
-    commit = git("rev-parse", "HEAD")
+        return None
     print(describe_postgres(), flush=True)
     token, env = run_env()
+    return machine, config, token, env
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    started = start(args)
+    if started is None:
+        return 1
+    machine, config, token, env = started
+    commit = git("rev-parse", "HEAD")
     run_args = ["run", "--machine", machine, "--show-stderr", f"{commit}^!"]
     if args.quick:
         run_args.append("--quick")
@@ -329,12 +339,10 @@ def cmd_publish(config: Path = DEFAULT_CONFIG) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """The gate: both commits in the same asv environment, rounds interleaved between them."""
-    machine = args.machine or default_machine()
-    config = Path(args.config).resolve()
-    if asv("machine", "--yes", "--machine", machine, config=config) != 0:
+    started = start(args)
+    if started is None:
         return 1
-    print(describe_postgres(), flush=True)
-    token, env = run_env()
+    machine, config, token, env = started
     try:
         return asv(
             "continuous",
