@@ -18,7 +18,7 @@ try:
 except ImportError:  # an old commit without the API: asv skips the suite
     create_app = None
 
-from .common import Benchmark, db_helpers, scratch_dir
+from .common import Benchmark, db_helpers, scratch_dir, settle
 
 #: Rows in the history behind the API.
 HISTORY_ROWS = 10_000
@@ -59,6 +59,7 @@ class ApiRequests(Benchmark):
         upgrade(database)
         with database.session() as session:
             db_helpers().bulk_seed_generations(session, HISTORY_ROWS)
+        settle(database)
         database.dispose()
         return str(directory)
 

@@ -17,7 +17,15 @@ try:
 except ImportError:  # an old commit without the queue: asv skips the suite
     JobManager = None
 
-from .common import BACKENDS, Benchmark, db_helpers, drop_database, fresh_database_url, is_slow
+from .common import (
+    BACKENDS,
+    Benchmark,
+    db_helpers,
+    drop_database,
+    fresh_database_url,
+    is_slow,
+    settle,
+)
 
 #: Rows in the history the lookups run against: the 100k-row history every run (the spec's
 #: "database query" figure), the small and the very large ones in slow mode.
@@ -60,6 +68,7 @@ class HistoryQueries(Benchmark):
                 database = open_database(url)
                 with database.session() as session:
                     ids = db_helpers().bulk_seed_generations(session, rows)
+                settle(database)
                 database.dispose()
                 seeded[backend, rows] = (url, ids[len(ids) // 2])
         return seeded

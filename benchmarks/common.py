@@ -258,6 +258,20 @@ def drop_database(url: str) -> None:
         connection.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
 
 
+def settle(database) -> None:
+    """Bring a freshly seeded database to a steady state before anything is timed: vacuumed
+    and analysed, so the planner has statistics and no autovacuum run lands in a timed region.
+
+    Each commit of a gate run seeds its own copy; without this, one copy was timed before the
+    autovacuum daemon analysed it and the other after, and identical code differed by 1.3x.
+    """
+    from sqlalchemy import text
+
+    with database.engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        connection.execute(text("VACUUM ANALYZE" if not database.is_sqlite else "ANALYZE"))
+
+
 def scratch_dir() -> Path:
     """A fresh directory for files a benchmark writes; removed with the process's temp files."""
     return Path(tempfile.mkdtemp(prefix="dgx-music-bench-"))
