@@ -16,8 +16,8 @@ from .common import (
     durations,
     loaded_engine,
     make_request,
-    rss_growth_peak_mib,
     sampled_peak,
+    torch_peak_mib,
     track,
 )
 
@@ -76,9 +76,9 @@ class TinyMusicgenGenerate(Benchmark):
 
     @track("MiB")
     def track_generate_peak_mib(self, seconds: float) -> float:
-        """Resident memory one generation adds at its peak, MiB (torch's CPU tensors are
-        invisible to tracemalloc, so the resident set is sampled while it runs)."""
-        return rss_growth_peak_mib(lambda: self.engine.generate(self.request))
+        """Tensor memory one generation holds at its peak, MiB (weights excluded; torch's
+        profiler, see ``common.torch_peak_mib``)."""
+        return torch_peak_mib(lambda: self.engine.generate(self.request))
 
 
 def nvml_used_bytes(device_index: int) -> Callable[[], int]:

@@ -120,16 +120,11 @@ def traced_peak_mib(stage: Callable[[], object]) -> float:
     return (peak - start) / MIB
 
 
-def _resident_bytes() -> int:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def sampled_peak(
     read: Callable[[], int], stage: Callable[[], object], interval: float
 ) -> tuple[int, int]:
-    """``(level before, highest level while stage ran)`` of a gauge such as the resident set or
-    a GPU's used memory, read by a thread every ``interval`` seconds and once more at the end."""
+    """``(level before, highest level while stage ran)`` of a gauge such as a GPU's used
+    memory, read by a thread every ``interval`` seconds and once more at the end."""
     before = read()
     peak = before
     done = threading.Event()
@@ -150,17 +145,24 @@ def sampled_peak(
     return before, max(peak, read())
 
 
-def rss_growth_peak_mib(stage: Callable[[], object]) -> float:
-    """Highest resident set size while ``stage`` runs, MiB above the RSS just before it.
+def torch_peak_mib(stage: Callable[[], object]) -> float:
+    """Peak of the CPU tensor memory ``stage`` holds at once, MiB, from torch's profiler.
 
-    For torch stages on the CPU, whose tensors tracemalloc cannot see: the resident set is read
-    from ``/proc/self/statm`` every millisecond. Memory the allocator kept from an earlier call
-    and reuses is not counted again, so measure a stage at least as large as any run before it.
+    torch's CPU tensors are invisible to tracemalloc. The profiler records every allocation and
+    release of tensor memory with the operator that made it; summing them in the order the
+    operators started gives the live tensor memory over time. Unlike the resident set (which
+    depends on what malloc kept from earlier calls, and moved 1.4x between identical runs),
+    this is the same for the same work on every run.
     """
-    if not os.path.exists("/proc/self/statm"):
-        raise NotImplementedError("needs /proc (Linux) to sample the resident set")
-    before, peak = sampled_peak(_resident_bytes, stage, interval=0.001)
-    return (peak - before) / MIB
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiler:
+        stage()
+    live = peak = 0
+    for event in sorted(profiler.events(), key=lambda event: event.time_range.start):
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak / MIB
 
 
 # --- Databases --------------------------------------------------------------------------------
