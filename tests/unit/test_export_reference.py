@@ -216,6 +216,94 @@ def test_ebu_3341_sines_read_their_level(dbfs: float, rate: int):
     )
 
 
+# --- EBU Tech 3341 and 3342 test signals --------------------------------------------------------
+
+
+def stepped_sine(*steps: tuple[float, float], rate: int = 48_000) -> np.ndarray:
+    """A 1 kHz stereo sine, ``(seconds, dBFS)`` after each other: the EBU test-signal shape."""
+    return np.concatenate([ebu_sine(seconds, dbfs, rate) for seconds, dbfs in steps], axis=1)
+
+
+def phased_sine(fraction: float, phase_deg: float, amplitude: float, seconds: float = 2.0):
+    """EBU Tech 3341 true-peak cases: a 48 kHz stereo sine at ``fraction`` of the rate,
+    ``phase_deg`` off its samples, faded in and out over 10 ms (raised cosine) so the meter
+    reads the sine's inter-sample crests, not an abrupt start's ringing (+0.7 dB at 1/8 rate)."""
+    n = np.arange(int(seconds * 48_000))
+    tone = amplitude * np.sin(2 * np.pi * fraction * n + np.deg2rad(phase_deg))
+    fade = 0.5 - 0.5 * np.cos(np.pi * np.arange(480) / 480)
+    tone[:480] *= fade
+    tone[-480:] *= fade[::-1]
+    return np.repeat(tone[np.newaxis, :], 2, axis=0)
+
+
+#: EBU Tech 3341 (v4) loudness cases 1-5 with the integrated loudness they must read (+/-0.1 LU).
+EBU_3341_LOUDNESS = {
+    "3341_case1": (lambda: stepped_sine((20.0, -23.0)), -23.0),
+    "3341_case2": (lambda: stepped_sine((20.0, -33.0)), -33.0),
+    "3341_case3": (lambda: stepped_sine((10.0, -36.0), (60.0, -23.0), (10.0, -36.0)), -23.0),
+    "3341_case4": (
+        lambda: stepped_sine(
+            (10.0, -72.0), (10.0, -36.0), (60.0, -23.0), (10.0, -36.0), (10.0, -72.0)
+        ),
+        -23.0,
+    ),
+    "3341_case5": (lambda: stepped_sine((20.0, -26.0), (20.1, -20.0), (20.0, -26.0)), -23.0),
+}
+
+#: EBU Tech 3341 (v4) true-peak cases 15-19 (48 kHz sines between samples) and the true peak
+#: they must read, within the meter tolerance of +0.2 / -0.4 dB.
+EBU_3341_TRUE_PEAK = {
+    "3341_case15": (lambda: phased_sine(1 / 4, 0.0, 0.5), -6.0),
+    "3341_case16": (lambda: phased_sine(1 / 4, 45.0, 0.5), -6.0),
+    "3341_case17": (lambda: phased_sine(1 / 6, 60.0, 0.5), -6.0),
+    "3341_case18": (lambda: phased_sine(1 / 8, 67.5, 0.5), -6.0),
+    "3341_case19": (lambda: phased_sine(1 / 4, 45.0, 1.41), 3.0),
+}
+
+#: EBU Tech 3342 loudness-range cases 1-4: stepped 1 kHz sines, 20 s per level.
+EBU_3342 = {
+    "3342_case1": lambda: stepped_sine((20.0, -20.0), (20.0, -30.0)),
+    "3342_case2": lambda: stepped_sine((20.0, -20.0), (20.0, -15.0)),
+    "3342_case3": lambda: stepped_sine((20.0, -40.0), (20.0, -20.0)),
+    "3342_case4": lambda: stepped_sine(
+        (20.0, -50.0), (20.0, -35.0), (20.0, -20.0), (20.0, -35.0), (20.0, -50.0)
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EBU_3341_LOUDNESS))
+def test_ebu_3341_loudness_cases_read_their_level(name: str):
+    make, expected = EBU_3341_LOUDNESS[name]
+    audio = make()
+    assert bs1770.integrated_loudness(audio, 48_000) == pytest.approx(expected, abs=0.1)
+    assert bs1770.integrated_loudness(audio, 48_000) == pytest.approx(
+        reference_loudness(audio, 48_000), abs=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", sorted(EBU_3341_TRUE_PEAK))
+def test_ebu_3341_true_peak_cases_read_their_level(name: str):
+    make, expected = EBU_3341_TRUE_PEAK[name]
+    measured = export.true_peak_dbtp(make())
+    assert expected - 0.4 <= measured <= expected + 0.2
+
+
+@pytest.mark.parametrize(
+    "name",
+    [*sorted(EBU_3342), "3341_case3", "3341_case4", "3341_case5", "3341_case15", "3341_case19"],
+)
+def test_exports_of_ebu_signals_meet_the_spec_on_the_file(name: str, tmp_path: Path):
+    make = {**EBU_3342, **{k: v[0] for k, v in {**EBU_3341_LOUDNESS, **EBU_3341_TRUE_PEAK}.items()}}
+    result = export_wav(make[name](), 48_000, tmp_path / "out.wav")
+    data, file_rate = soundfile.read(str(result.path), dtype="float64", always_2d=True)
+    assert file_rate == export.OUTPUT_SAMPLE_RATE
+    assert result.flags == ()
+    assert reference_loudness(data.T, file_rate) == pytest.approx(-16.0, abs=0.2)
+    assert result.integrated_lufs == pytest.approx(-16.0, abs=0.05)
+    assert np.abs(data).max() < 0.99
+    assert export.gain_to_db(float(reference_envelope(data.T).max())) <= -1.0
+
+
 # --- true peak against whole-signal oversampling -----------------------------------------------
 
 
