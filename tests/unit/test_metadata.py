@@ -145,6 +145,17 @@ def test_true_peak_is_never_below_sample_peak() -> None:
         assert found.true_peak_dbtp >= found.sample_peak_dbfs
 
 
+def test_true_peak_equals_the_whole_signal_envelope() -> None:
+    # analyze oversamples only the blocks that can hold the peak; the figure must be the one
+    # oversampling everything gives.
+    rng = np.random.default_rng(5)
+    bursts = _sine(4_010.0, 0.7, 3.0) * ((np.arange(3 * SR) / SR % 0.5) < 0.05)
+    for signal in (rng.normal(0.0, 0.2, (2, 3 * SR)), bursts, _sine(SR / 4, 0.5, 1.0, phase=0.3)):
+        envelope = export.true_peak_envelope(signal)
+        expected = export.gain_to_db(max(float(envelope.max()), float(np.abs(signal).max())))
+        assert analyze(signal, SR).true_peak_dbtp == pytest.approx(expected, abs=1e-9)
+
+
 # --- stereo image -----------------------------------------------------------------------------
 
 

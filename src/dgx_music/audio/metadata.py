@@ -28,7 +28,7 @@ import numpy as np
 import pyloudnorm
 from scipy.signal import lfilter
 
-from dgx_music.audio import export
+from dgx_music.audio import export, truepeak
 from dgx_music.errors import InvalidAudioError
 
 logger = logging.getLogger(__name__)
@@ -348,10 +348,13 @@ def true_peak(audio: np.ndarray) -> float:
     """True peak, linear, per ITU-R BS.1770-4 Annex 2 (the exporter's 4x oversampled measure).
 
     Never below the sample peak: the original samples count as well as the interpolated ones.
+    Only the blocks that could hold the peak are oversampled (:func:`truepeak.true_peak`, equal
+    to the maximum of the whole-signal envelope): a third of a 16 s analysis went to
+    oversampling all of it.
     """
     if audio.shape[-1] == 0:
         return 0.0
-    return max(float(export.true_peak_envelope(audio).max()), float(np.max(np.abs(audio))))
+    return max(truepeak.true_peak(audio), float(np.max(np.abs(audio))))
 
 
 def _to_analysis_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
