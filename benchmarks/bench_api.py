@@ -42,6 +42,17 @@ SUBMISSION = {"prompt": "benchmark groove, 120 bpm in A minor", "duration": 4, "
 REJECTED_SUBMISSION = {"prompt": "", "duration": -1}
 
 
+def bench_app(directory: str) -> Any:
+    """The application over the seeded history in ``directory``, synth only, no workers."""
+    settings = Settings(
+        data_dir=directory,
+        output_dir=os.path.join(directory, "outputs"),
+        default_model="synth",
+        worker_concurrency=0,
+    )
+    return create_app(settings, start_workers=False)
+
+
 @lru_cache(maxsize=1)
 def api_client(directory: str) -> tuple[TestClient, str]:
     """One started application per process over the seeded history, and an id in it.
@@ -49,13 +60,7 @@ def api_client(directory: str) -> tuple[TestClient, str]:
     Cached, because asv re-runs ``setup`` before every timed call: a new app per call would
     time a cold one.
     """
-    settings = Settings(
-        data_dir=directory,
-        output_dir=os.path.join(directory, "outputs"),
-        default_model="synth",
-        worker_concurrency=0,
-    )
-    client = TestClient(create_app(settings, start_workers=False))
+    client = TestClient(bench_app(directory))
     client.__enter__()  # runs the lifespan (database open, migrations); left open for the process
     listed = client.get(f"{API}/generations", params={"limit": 1}).json()
     return client, listed["data"][0]["id"]
@@ -170,13 +175,7 @@ class ApiRequests(Benchmark):
 def server_loop(directory: str) -> tuple[ServerLoop, str]:
     """One served application per process over the seeded history, and an id in it; every
     request a benchmark times is made once here and must answer what the benchmark names."""
-    settings = Settings(
-        data_dir=directory,
-        output_dir=os.path.join(directory, "outputs"),
-        default_model="synth",
-        worker_concurrency=0,
-    )
-    server = ServerLoop(create_app(settings, start_workers=False))
+    server = ServerLoop(bench_app(directory))
     _, listed = server.request("GET", f"{API}/generations", query="limit=1")
     some_id = json.loads(listed)["data"][0]["id"]
     expected = [
