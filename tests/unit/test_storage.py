@@ -479,3 +479,26 @@ def test_a_pooled_postgres_connection_killed_while_idle_is_replaced(
             assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
     finally:
         database.dispose()
+
+
+def test_reads_see_only_committed_rows_and_run_in_autocommit_on_postgresql(database) -> None:
+    # PostgreSQL reads come from a pool of their own, always in autocommit; writes from the main
+    # pool, in transactions. Either way a read sees what a write committed, and nothing else.
+    with database.read() as connection:
+        read_autocommit = getattr(connection.connection.dbapi_connection, "autocommit", None)
+    with database.session(write=True) as session:
+        write_connection = session.connection().connection.dbapi_connection
+        if database.is_sqlite:
+            assert write_connection.in_transaction
+        else:
+            assert read_autocommit is True
+            assert write_connection.autocommit is False
+        session.execute(text("DELETE FROM generations"))
+        seed_test_generations(session, 3)
+        with database.read() as connection:
+            assert connection.execute(text("SELECT count(*) FROM generations")).scalar_one() == 0
+    with database.read() as connection:
+        assert connection.execute(text("SELECT count(*) FROM generations")).scalar_one() == 3
+    database.dispose()
+    with database.read() as connection:  # a disposed database opens new connections on use
+        assert connection.execute(text("SELECT count(*) FROM generations")).scalar_one() == 3
