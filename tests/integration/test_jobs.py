@@ -211,9 +211,14 @@ def test_two_cli_worker_processes_drain_the_queue(
     database: Database, database_url: str, output_dir: Path
 ):
     manager = JobManager(database)
-    # Enough jobs that the first process up cannot drain them before the second starts.
     ids = {manager.submit(synth_request(f"p{i % 7}", seed=i, duration=0.2)).id for i in range(24)}
-    command = [sys.executable, "-m", "dgx_music.cli", "worker", "--exit-when-empty"]
+    # Each process stops after half the jobs, so both must take some whatever their start-up
+    # skew (processes make their first analysis one at a time: numba's cache has no lock of
+    # its own, see dgx_music.audio.numba_cache; the second starts about 1 s after the first).
+    command = [
+        *(sys.executable, "-m", "dgx_music.cli", "worker"),
+        *("--exit-when-empty", "--max-jobs", "12"),
+    ]
     env = worker_subprocess_environment(database_url, output_dir)
     workers = [
         subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -226,6 +231,7 @@ def test_two_cli_worker_processes_drain_the_queue(
             process.kill()
             out, _ = process.communicate()
         assert process.returncode == 0, out.decode(errors="replace")
+        assert "workers stopped after 12 jobs" in out.decode(errors="replace")
     assert_every_job_completed_once(manager, output_dir, ids)
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -28,7 +30,7 @@ import numpy as np
 import pyloudnorm
 from scipy.signal import lfilter
 
-from dgx_music.audio import export, truepeak
+from dgx_music.audio import export, numba_cache, truepeak
 from dgx_music.errors import InvalidAudioError
 
 logger = logging.getLogger(__name__)
@@ -385,6 +387,7 @@ def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, fl
         confidence is below :data:`MIN_TEMPO_CONFIDENCE`) and the normalised autocorrelation
         of the whole-spectrum onset envelope at the beat period, clipped to 0..1.
     """
+    _ensure_compiled()
     if mono.shape[-1] < MIN_ANALYSIS_DURATION * sample_rate or not np.any(mono):
         return None, 0.0
     # One onset envelope per frequency band, autocorrelated separately and then averaged: in
@@ -546,6 +549,7 @@ def estimate_key(mono: np.ndarray, sample_rate: int) -> tuple[str | None, float]
         or has a nearly flat chroma or no triad-like windows, as noise has) and the winning
         key's profile correlation clipped to 0..1.
     """
+    _ensure_compiled()
     if mono.shape[-1] < MIN_ANALYSIS_DURATION * sample_rate or not np.any(mono):
         return None, 0.0
     shortfall = math.ceil(CQT_MIN_SECONDS * sample_rate) - mono.shape[-1]
@@ -737,6 +741,7 @@ def _tempo_and_key(
 ) -> tuple[float | None, float, str | None, float]:
     if samples.shape[1] < MIN_ANALYSIS_DURATION * sample_rate or peak <= 0:
         return None, 0.0, None, 0.0
+    _ensure_compiled()
     mono = _to_analysis_mono(samples, sample_rate)
     tempo, tempo_confidence = estimate_tempo(mono, ANALYSIS_SAMPLE_RATE)
     key, key_confidence = estimate_key(mono, ANALYSIS_SAMPLE_RATE)
@@ -755,20 +760,62 @@ def _correlation(left: np.ndarray, right: np.ndarray) -> float | None:
     return float(np.clip(np.dot(left, right) / denominator, -1.0, 1.0))
 
 
-def warm_up(sample_rate: int = 32_000) -> None:
-    """Analyse a 2 s synthetic stereo clip once, so librosa's numba code is compiled.
+#: Set once this process has used librosa's compiled code (see :func:`_ensure_compiled`).
+_compiled = threading.Event()
+_compile_lock = threading.RLock()
+_compiling = False  # True while the holder of _compile_lock runs the warm-up clip
 
-    Call once per process before anything is timed: the first call compiles for tens of
-    seconds on a small CPU (less when numba's on-disk cache is warm), later calls take
-    milliseconds.
+
+def _ensure_compiled(sample_rate: int = 32_000) -> None:
+    """Analyse a synthetic clip once per process, under :func:`numba_cache.exclusive`.
+
+    Every path into librosa calls this first, so a process's first use of librosa's numba code
+    (which loads it from numba's on-disk cache, or compiles and writes it there) happens while
+    no other process of this environment does the same: numba does not lock its cache itself,
+    and concurrent writers corrupt it (see :mod:`dgx_music.audio.numba_cache`). Threads of one
+    process wait on a thread lock; the warm-up's own calls back into the analysis pass through.
+    """
+    global _compiling
+    if _compiled.is_set():
+        return
+    with _compile_lock:
+        if _compiled.is_set() or _compiling:
+            return
+        _compiling = True
+        try:
+            started = time.perf_counter()
+            with numba_cache.exclusive():
+                clip = _warm_up_clip(sample_rate)
+                _tempo_and_key(clip, sample_rate, float(np.max(np.abs(clip))))
+            _compiled.set()
+            logger.debug(
+                "metadata analysis warmed up",
+                extra={"action": "metadata_warm_up", "seconds": time.perf_counter() - started},
+            )
+        finally:
+            _compiling = False
+
+
+def _warm_up_clip(sample_rate: int) -> np.ndarray:
+    """2 s of stereo A3 with clicks at 120 BPM: reaches every librosa call of the analysis."""
+    t = np.arange(2 * sample_rate) / sample_rate
+    clicks = (np.mod(t, 0.5) < 0.01).astype(np.float64)
+    tone = 0.3 * np.sin(2 * np.pi * 220.0 * t)
+    return np.stack([tone + 0.5 * clicks, tone - 0.5 * clicks])
+
+
+def warm_up(sample_rate: int = 32_000) -> None:
+    """Compile (or load from numba's cache) librosa's code for the analysis, once per process.
+
+    Call once per process before anything is timed: the first use compiles for tens of seconds
+    on a small CPU (a second or two when numba's on-disk cache is warm), later calls take
+    milliseconds. The analysis does this itself on first use; calling it early only moves the
+    wait. Other processes of this environment doing the same wait their turn (numba's cache is
+    not safe for concurrent writers).
 
     Parameters
     ----------
     sample_rate
         Rate of the clip, Hz; use the rate later calls will see so the same resampler runs.
     """
-    t = np.arange(2 * sample_rate) / sample_rate
-    clicks = (np.mod(t, 0.5) < 0.01).astype(np.float64)  # 120 BPM
-    tone = 0.3 * np.sin(2 * np.pi * 220.0 * t)  # A3
-    analyze(np.stack([tone + 0.5 * clicks, tone - 0.5 * clicks]), sample_rate)
-    logger.debug("metadata analysis warmed up", extra={"action": "metadata_warm_up"})
+    _ensure_compiled(sample_rate)
