@@ -46,10 +46,19 @@ def durations(quick: list[float], slow_extra: list[float]) -> list[float]:
     return sorted(quick + slow_extra) if is_slow() else list(quick)
 
 
-def configure_torch() -> None:
+def configure_process() -> None:
+    """Set up the benchmark process as the service sets up its own: fixed torch threads, and
+    freed audio buffers kept (``MusicEngine`` does it in the service; commits before
+    ``dgx_music.memory`` existed run without it, as their service did)."""
     import torch
 
     torch.set_num_threads(THREADS)
+    try:
+        from dgx_music.config import get_settings
+        from dgx_music.memory import keep_freed_memory
+    except ImportError:
+        return
+    keep_freed_memory(get_settings().malloc_keep_mb)
 
 
 def make_request(model: str, seconds: float):
@@ -298,4 +307,4 @@ class Benchmark:
     timeout = 300.0
 
     def setup(self, *args: object) -> None:
-        configure_torch()
+        configure_process()

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     cpu_fallback: bool = True
     #: torch intra-op threads on the CPU; 0 leaves torch's default.
     torch_threads: int = Field(default=0, ge=0)
+    #: Free heap kept mapped for the next audio buffer, MiB (:mod:`dgx_music.memory`); 0 leaves
+    #: glibc's defaults, which hand large buffers back at once and fault them in again.
+    malloc_keep_mb: int = Field(default=256, ge=0, le=1024)
     #: Directory searched for ``facebook/musicgen-*`` checkpoints before the Hugging Face cache.
     model_dir: Path | None = None
 

@@ -34,6 +34,7 @@ from dgx_music.generation.request import (
     GenerationResult,
     ProgressCallback,
 )
+from dgx_music.memory import keep_freed_memory
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +236,8 @@ class MusicEngine:
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
         apply_torch_threads(self.settings)
+        # Every process that generates also exports and analyses: keep their buffers' pages.
+        keep_freed_memory(self.settings.malloc_keep_mb)
 
     def backend(self, model_name: str) -> Backend:
         """The backend serving ``model_name``, built on first use.
