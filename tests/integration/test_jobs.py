@@ -20,6 +20,7 @@ from tests.utils.db_helpers import (
     worker_subprocess_environment,
 )
 from tests.utils.mock_helpers import MockMusicGenerationEngine
+from tests.utils.processes import finish
 
 from dgx_music.audio import quality
 from dgx_music.errors import GenerationError
@@ -225,13 +226,9 @@ def test_two_cli_worker_processes_drain_the_queue(
         for _ in range(2)
     ]
     for process in workers:
-        try:
-            out, _ = process.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            out, _ = process.communicate()
-        assert process.returncode == 0, out.decode(errors="replace")
-        assert "workers stopped after 12 jobs" in out.decode(errors="replace")
+        out = finish(process, timeout=120)
+        assert process.returncode == 0, out
+        assert "workers stopped after 12 jobs" in out
     assert_every_job_completed_once(manager, output_dir, ids)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from dgx_music.audio import metadata, numba_cache
+from tests.utils.processes import finish
 
 #: Bounded waits for a child process, seconds.
 CHILD_LIMIT = 60.0
@@ -196,11 +197,7 @@ def test_processes_starting_together_on_a_cold_cache_all_finish(tmp_path: Path):
         time.sleep(0.1 + 0.8 * ((seed * 7) % 9) / 8)  # 0.1..0.9 s, as in the trials
     outcomes = []
     for child in children:
-        try:
-            out, _ = child.communicate(timeout=600)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            out, _ = child.communicate()
+        out = finish(child, timeout=600)
         outcomes.append((child.returncode, out[-2000:]))
     assert [code for code, _ in outcomes] == [0] * len(children), outcomes
     assert any((tmp_path / "numba").rglob("*.nbi")), "the children did not use the given cache"
