@@ -92,6 +92,21 @@ def test_claim_takes_the_oldest_pending_job(queue: JobManager, clock: FakeClock)
     assert claimed.lease_expires_at == clock.now + timedelta(seconds=30)
 
 
+def test_a_job_never_starts_before_it_was_created(database: Database):
+    # A worker reads its clock, then a job is submitted and committed, then the worker's claim
+    # statement runs and takes it (seen on CI: started 6 ms before created).
+    submit_clock = FakeClock()
+    job = JobManager(database, clock=submit_clock).submit(synth_request())
+    worker_clock = FakeClock(submit_clock.now - timedelta(milliseconds=6))
+    claimed = JobManager(database, clock=worker_clock).claim("w1")
+    assert claimed is not None and claimed.id == job.id
+    assert claimed.started_at == job.created_at
+    later = FakeClock(submit_clock.now + timedelta(seconds=1))
+    second = JobManager(database, clock=submit_clock).submit(synth_request("later"))
+    assert JobManager(database, clock=later).claim("w2").started_at == later.now
+    assert second.created_at < later.now
+
+
 def test_claim_returns_none_when_nothing_is_pending(queue: JobManager):
     assert queue.claim("w1") is None
     job = queue.submit(synth_request())

@@ -34,6 +34,7 @@ from sqlalchemy import (
     Row,
     String,
     bindparam,
+    case,
     func,
     insert,
     select,
@@ -619,7 +620,9 @@ class JobManager:
             "worker_id": worker_id,
             "lease_expires_at": now + lease,
             "attempts": Generation.attempts + 1,
-            "started_at": now,
+            # The clock is read before the claim's statement, and a job committed in between
+            # can be claimed by it: never let a job start before it was created.
+            "started_at": case((Generation.created_at > now, Generation.created_at), else_=now),
             "progress": 0.0,
         }
         with self.database.session(write=True) as session:
