@@ -7,6 +7,7 @@ in a fresh interpreter, which reports what it imported.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -14,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from dgx_music.__main__ import import_for_startup
 
 #: Modules none of these commands may load.
 HEAVY_MODULES = ("torch", "transformers", "librosa", "scipy", "numba", "pyloudnorm")
@@ -90,3 +93,87 @@ def test_rejected_commands_stay_light_too(tmp_path: Path, args: tuple[str, ...])
     code, heavy, _ = run_cli(tmp_path, *args)
     assert code != 0
     assert heavy == []
+
+
+#: Counts the cyclic collector's runs while the console script's start-up imports happen.
+GC_COUNTER = """
+import gc, json, sys
+runs = []
+def count(phase, info):
+    if phase == "start":
+        runs.append(info["generation"])
+gc.callbacks.append(count)
+from dgx_music.__main__ import import_for_startup
+before = len(runs)
+import_for_startup()
+report = {"runs": len(runs) - before, "enabled": gc.isenabled()}
+print(json.dumps({**report, "frozen": gc.get_freeze_count()}))
+"""
+
+
+def test_startup_imports_run_without_the_collector_and_leave_it_on():
+    """The console script pauses the cyclic collector while it imports (hundreds of runs that
+    free nothing otherwise), freezes what it imported, and turns the collector back on before
+    any command runs, so a worker or server is never left without it."""
+    result = subprocess.run(
+        [sys.executable, "-c", GC_COUNTER], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["runs"] == 0
+    assert report["enabled"] is True
+    assert report["frozen"] > 50_000
+
+
+def test_console_script_runs_a_command_and_leaves_the_collector_on(tmp_path: Path):
+    """``python -m dgx_music`` runs what the ``dgx-music`` script runs: it queues a job, lists
+    it, and rejects bad input with exit 2 naming the field."""
+    env = {
+        **{key: value for key, value in os.environ.items() if not key.startswith("DGX_MUSIC_")},
+        "DGX_MUSIC_DATA_DIR": str(tmp_path / "data"),
+        "DGX_MUSIC_OUTPUT_DIR": str(tmp_path / "outputs"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    submitted = subprocess.run(
+        [sys.executable, "-m", "dgx_music", "submit", "entry check", "--model", "synth"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip().splitlines()[-1]
+    listed = subprocess.run(
+        [sys.executable, "-m", "dgx_music", "jobs"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert job_id in listed.stdout
+    rejected = subprocess.run(
+        [sys.executable, "-m", "dgx_music", "submit", "x", "--duration", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert rejected.returncode == 2
+    assert "duration" in rejected.stderr
+
+
+def test_import_for_startup_keeps_a_paused_collector_paused():
+    """A caller that runs with the collector off (an embedding application) keeps it off."""
+    gc.disable()
+    try:
+        import_for_startup(("json",))
+        assert not gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    import_for_startup(("json",))
+    try:
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from dgx_music.config import get_settings
 from dgx_music.errors import ValidationError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: Called with (steps done, steps total) while a model generates.
 ProgressCallback = Callable[[int, int], None]
