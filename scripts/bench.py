@@ -212,6 +212,8 @@ HEADLINES = [
     Headline(
         "API status by id (through TestClient)", "bench_api.ApiRequests.time_get_status", (), "ms"
     ),
+    Headline("dgx-music submit, whole process", "bench_cli.CliProcess.time_submit", (), "s"),
+    Headline("dgx-music jobs, whole process", "bench_cli.CliProcess.time_jobs", (), "s"),
 ]
 
 
@@ -345,30 +347,92 @@ def cmd_publish(config: Path = DEFAULT_CONFIG) -> int:
     return 0
 
 
+#: Rounds per commit in the gate's confirmation pass (the first pass runs each benchmark's own).
+CONFIRM_ROUNDS = 4
+#: A row of asv's comparison table: its mark (``+`` slower, ``!`` newly failing) and the
+#: benchmark with its parameters, e.g. ``bench_export.ExportWav.time_export(16.0)``.
+TABLE_ROW = re.compile(r"^\|\s*(?P<mark>[+!])\s*\|.*\|\s*(?P<name>bench_[^|]*?)\s*\|\s*$")
+
+
+def flagged(output: str, mark: str) -> list[str]:
+    """Benchmarks (with parameters, as asv prints them) that asv's table marks with ``mark``."""
+    rows = (TABLE_ROW.match(line.strip()) for line in output.splitlines())
+    return sorted({row["name"] for row in rows if row and row["mark"] == mark})
+
+
+def exact(benchmark: str) -> str:
+    """An asv ``--bench`` regex that selects ``benchmark`` (with its parameters) alone."""
+    return f"^{re.escape(benchmark)}$"
+
+
+def asv_output(*args: str, config: Path, env: dict[str, str]) -> tuple[int, str]:
+    """Run ``asv`` like :func:`asv`, echoing its output as it comes, and return it too."""
+    command = [sys.executable, "-m", "asv", *args, "--config", str(config)]
+    print("$", " ".join(command[2:]), flush=True)
+    lines = []
+    with subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            print(line, end="", flush=True)
+            lines.append(line)
+    return process.returncode, "".join(lines)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
-    """The gate: both commits in the same asv environment, rounds interleaved between them."""
+    """The gate: both commits in the same asv environment, rounds interleaved between them; a
+    slowdown must show in two passes (see docs/BENCHMARKING.md, "The gate")."""
     started = start(args)
     if started is None:
         return 1
     machine, config, token, env = started
-    try:
-        return asv(
+
+    def continuous(benches: Sequence[str], rounds: int | None) -> tuple[int, str]:
+        return asv_output(
             "continuous",
             "--machine",
             machine,
             "--factor",
             str(args.factor),
             "--interleave-rounds",
-            *(["-a", f"rounds={args.rounds}"] if args.rounds else []),
+            *(["-a", f"rounds={rounds}"] if rounds else []),
             "--split",
             "--show-stderr",
-            *(["-b", args.bench] if args.bench else []),
+            *[option for bench in benches for option in ("-b", bench)],
             *(["--cpu-affinity", args.cpu_affinity] if args.cpu_affinity else []),
             args.base,
             args.head,
             config=config,
             env=env,
         )
+
+    try:
+        code, output = continuous([args.bench] if args.bench else [], args.rounds)
+        slower = flagged(output, "+")
+        if code == 0 or not slower or flagged(output, "!") or args.no_confirm:
+            return code
+        print(
+            f"\ngate: {len(slower)} benchmark(s) slower in the first pass; confirming them "
+            f"with {CONFIRM_ROUNDS} interleaved rounds per commit:",
+            *slower,
+            sep="\n  ",
+            flush=True,
+        )
+        code, output = continuous([exact(name) for name in slower], CONFIRM_ROUNDS)
+        confirmed = sorted(set(flagged(output, "+")) & set(slower))
+        if code != 0 and not flagged(output, "+"):
+            return code  # the confirmation pass itself failed
+        if confirmed:
+            print("\ngate: FAILED, slower in both passes:", *confirmed, sep="\n  ", flush=True)
+            return 1
+        print("\ngate: passed; no slowdown of the first pass showed again (noise)", flush=True)
+        return 0
     finally:
         drop_bench_databases(token)
 
@@ -486,6 +550,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="rounds per commit for every benchmark (default: each benchmark's own, 2 for time_)",
     )
     compare.add_argument("--bench", help="only benchmarks matching this regex")
+    compare.add_argument(
+        "--no-confirm",
+        action="store_true",
+        help="fail on the first pass's slowdowns without re-measuring them",
+    )
     compare.add_argument(
         "--cpu-affinity",
         default=os.environ.get("BENCH_CPU") or None,
