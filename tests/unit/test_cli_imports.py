@@ -125,7 +125,7 @@ def test_startup_imports_run_without_the_collector_and_leave_it_on():
     assert report["frozen"] > 50_000
 
 
-def test_console_script_runs_a_command_and_leaves_the_collector_on(tmp_path: Path):
+def test_console_script_queues_lists_and_rejects(tmp_path: Path):
     """``python -m dgx_music`` runs what the ``dgx-music`` script runs: it queues a job, lists
     it, and rejects bad input with exit 2 naming the field."""
     env = {
@@ -134,31 +134,23 @@ def test_console_script_runs_a_command_and_leaves_the_collector_on(tmp_path: Pat
         "DGX_MUSIC_OUTPUT_DIR": str(tmp_path / "outputs"),
         "HF_HUB_OFFLINE": "1",
     }
-    submitted = subprocess.run(
-        [sys.executable, "-m", "dgx_music", "submit", "entry check", "--model", "synth"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+
+    def dgx_music(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dgx_music", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    submitted = dgx_music("submit", "entry check", "--model", "synth")
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip().splitlines()[-1]
-    listed = subprocess.run(
-        [sys.executable, "-m", "dgx_music", "jobs"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    listed = dgx_music("jobs")
     assert listed.returncode == 0, listed.stderr
     assert job_id in listed.stdout
-    rejected = subprocess.run(
-        [sys.executable, "-m", "dgx_music", "submit", "x", "--duration", "0"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    rejected = dgx_music("submit", "x", "--duration", "0")
     assert rejected.returncode == 2
     assert "duration" in rejected.stderr
 
