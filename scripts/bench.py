@@ -429,9 +429,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
             flush=True,
         )
         code, output = continuous([exact(name) for name in slower], CONFIRM_ROUNDS, CONFIRM_FACTOR)
-        confirmed = sorted(set(flagged(output, "+")) & set(slower))
-        if code != 0 and not flagged(output, "+"):
+        again = flagged(output, "+")
+        if code != 0 and not again:
             return code  # the confirmation pass itself failed
+        confirmed = sorted(set(again) & set(slower))
         if confirmed:
             print("\ngate: FAILED, slower in both passes:", *confirmed, sep="\n  ", flush=True)
             return 1

@@ -38,13 +38,18 @@ print({MARKER!r} + json.dumps({{"code": code, "heavy": heavy}}))
 """
 
 
-def run_cli(tmp_path: Path, *args: str) -> tuple[int, list[str], str]:
-    env = {
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """This environment without DGX_MUSIC_* settings, with data and outputs under ``tmp_path``."""
+    return {
         **{key: value for key, value in os.environ.items() if not key.startswith("DGX_MUSIC_")},
         "DGX_MUSIC_DATA_DIR": str(tmp_path / "data"),
         "DGX_MUSIC_OUTPUT_DIR": str(tmp_path / "outputs"),
         "HF_HUB_OFFLINE": "1",
     }
+
+
+def run_cli(tmp_path: Path, *args: str) -> tuple[int, list[str], str]:
+    env = cli_env(tmp_path)
     result = subprocess.run(
         [sys.executable, "-c", RUNNER, *args],
         capture_output=True,
@@ -128,12 +133,7 @@ def test_startup_imports_run_without_the_collector_and_leave_it_on():
 def test_console_script_queues_lists_and_rejects(tmp_path: Path):
     """``python -m dgx_music`` runs what the ``dgx-music`` script runs: it queues a job, lists
     it, and rejects bad input with exit 2 naming the field."""
-    env = {
-        **{key: value for key, value in os.environ.items() if not key.startswith("DGX_MUSIC_")},
-        "DGX_MUSIC_DATA_DIR": str(tmp_path / "data"),
-        "DGX_MUSIC_OUTPUT_DIR": str(tmp_path / "outputs"),
-        "HF_HUB_OFFLINE": "1",
-    }
+    env = cli_env(tmp_path)
 
     def dgx_music(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
