@@ -48,11 +48,16 @@ DEFAULT_CONFIG = ROOT / "asv.conf.json"
 DEFAULT_FACTOR = 1.4
 
 
-def asv(*args: str, config: Path = DEFAULT_CONFIG, env: dict[str, str] | None = None) -> int:
-    """Run ``asv`` (the one installed beside this interpreter) from the repository root."""
+def asv_command(args: Sequence[str], config: Path) -> list[str]:
+    """The command line of ``asv`` (the one installed beside this interpreter), echoed."""
     command = [sys.executable, "-m", "asv", *args, "--config", str(config)]
     print("$", " ".join(command[2:]), flush=True)
-    return subprocess.call(command, cwd=ROOT, env={**os.environ, **(env or {})})
+    return command
+
+
+def asv(*args: str, config: Path = DEFAULT_CONFIG, env: dict[str, str] | None = None) -> int:
+    """Run ``asv`` from the repository root."""
+    return subprocess.call(asv_command(args, config), cwd=ROOT, env={**os.environ, **(env or {})})
 
 
 def git(*args: str) -> str:
@@ -371,11 +376,9 @@ def exact(benchmark: str) -> str:
 
 def asv_output(*args: str, config: Path, env: dict[str, str]) -> tuple[int, str]:
     """Run ``asv`` like :func:`asv`, echoing its output as it comes, and return it too."""
-    command = [sys.executable, "-m", "asv", *args, "--config", str(config)]
-    print("$", " ".join(command[2:]), flush=True)
     lines = []
     with subprocess.Popen(
-        command,
+        asv_command(args, config),
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
