@@ -32,7 +32,7 @@ try:
 except ImportError:  # an old commit without the API: asv skips the suite
     create_app = None
 
-from .common import Benchmark, db_helpers, scratch_dir, settle
+from .common import FastBenchmark, db_helpers, scratch_dir, settle
 
 #: Rows in the history behind the API.
 HISTORY_ROWS = 10_000
@@ -132,7 +132,7 @@ class ServerLoop:
         return messages[0]["status"], b"".join(m.get("body", b"") for m in messages[1:])
 
 
-class ApiRequests(Benchmark):
+class ApiRequests(FastBenchmark):
     """One request per method, through TestClient and the real middleware."""
 
     def setup_cache(self) -> str:
@@ -199,7 +199,7 @@ class ApiServerLoop(ApiRequests):
     """
 
     def setup(self, directory: str) -> None:
-        Benchmark.setup(self)  # not ApiRequests.setup: no TestClient here
+        FastBenchmark.setup(self)  # not ApiRequests.setup: no TestClient here
         if create_app is None:
             raise NotImplementedError("dgx_music.api is missing")
         self.server, self.some_id = server_loop(directory)

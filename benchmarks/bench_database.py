@@ -20,6 +20,7 @@ except ImportError:  # an old commit without the queue: asv skips the suite
 from .common import (
     BACKENDS,
     Benchmark,
+    FastBenchmark,
     db_helpers,
     drop_database,
     fresh_database_url,
@@ -47,7 +48,7 @@ def job_manager(url: str) -> JobManager:
     return JobManager(Database(url))
 
 
-class HistoryQueries(Benchmark):
+class HistoryQueries(FastBenchmark):
     """Reads the API and CLI make on a large, mostly completed history."""
 
     params = [BACKENDS, HISTORY_ROWS]

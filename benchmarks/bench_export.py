@@ -9,7 +9,7 @@ except ImportError:  # an old commit without the module: asv skips the suite
 
 from .common import (
     RATE,
-    Benchmark,
+    FastBenchmark,
     durations,
     normalised_clip,
     scratch_dir,
@@ -22,7 +22,7 @@ from .common import (
 SECONDS = durations([4.0, 16.0], [30.0])
 
 
-class LoudnessNormalise(Benchmark):
+class LoudnessNormalise(FastBenchmark):
     """Resample/stereo mapping, BS.1770-4 loudness passes and the look-ahead limiter."""
 
     params = [SECONDS]
@@ -50,7 +50,7 @@ class LoudnessNormalise(Benchmark):
         return abs(result.integrated_lufs - self.normalizer.target_lufs)
 
 
-class WriteWav(Benchmark):
+class WriteWav(FastBenchmark):
     """PCM16 encoding plus temp file, fsync and rename."""
 
     params = [SECONDS]
@@ -67,7 +67,7 @@ class WriteWav(Benchmark):
         export.write_wav_atomic(self.audio, self.directory / "bench.wav")
 
 
-class ExportWav(Benchmark):
+class ExportWav(FastBenchmark):
     """The whole export of one generated clip: normalise, limit, encode, write."""
 
     params = [SECONDS]
