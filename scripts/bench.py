@@ -31,7 +31,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -358,6 +358,12 @@ CONFIRM_ROUNDS = 4
 #: significant by asv's test. On the 2-core EPYC runner the first pass's false alarms came back
 #: at 0.75-1.01 and an injected 1.5x export slowdown at 1.26-1.34 (docs/BENCHMARKING.md).
 CONFIRM_FACTOR = 1.2
+#: Factor of the gate's memory check. The stage-memory figures (``track_*peak*``, MiB) are
+#: deterministic, identical runs agree to 1.001 (docs/BENCHMARKING.md, "Noise"), so they are
+#: judged tighter than time: one more copy of a 16 s clip's float64 audio in export is 1.19x.
+MEMORY_FACTOR = 1.1
+#: The memory figures the memory check judges: every stage's own peak, host or device.
+MEMORY_TRACK = re.compile(r"\.track_\w*peak")
 #: A row of asv's comparison table: its mark (``+`` slower, ``!`` newly failing) and the
 #: benchmark with its parameters, e.g. ``bench_export.ExportWav.time_export(16.0)``.
 TABLE_ROW = re.compile(r"^\|\s*(?P<mark>[+!])\s*\|.*\|\s*(?P<name>bench_[^|]*?)\s*\|\s*$")
@@ -392,6 +398,55 @@ def asv_output(*args: str, config: Path, env: dict[str, str]) -> tuple[int, str]
     return process.returncode, "".join(lines)
 
 
+Continuous = Callable[[Sequence[str], int | None, float], tuple[int, str]]
+
+
+def confirm_slower(code: int, output: str, continuous: Continuous, no_confirm: bool) -> int:
+    """The timing verdict: what the first pass (``code``, ``output``) calls slower must show
+    again in a second pass of its own, or it was noise."""
+    slower = flagged(output, "+")
+    if code == 0 or not slower or flagged(output, "!") or no_confirm:
+        return code
+    print(
+        f"\ngate: {len(slower)} benchmark(s) slower in the first pass; confirming them "
+        f"with {CONFIRM_ROUNDS} interleaved rounds per commit at factor {CONFIRM_FACTOR}:",
+        *slower,
+        sep="\n  ",
+        flush=True,
+    )
+    code, output = continuous([exact(name) for name in slower], CONFIRM_ROUNDS, CONFIRM_FACTOR)
+    again = flagged(output, "+")
+    if code != 0 and not again:
+        return code  # the confirmation pass itself failed
+    confirmed = sorted(set(again) & set(slower))
+    if confirmed:
+        print("\ngate: FAILED, slower in both passes:", *confirmed, sep="\n  ", flush=True)
+        return 1
+    print("\ngate: passed; no slowdown of the first pass showed again (noise)", flush=True)
+    return 0
+
+
+def memory_grown(
+    machine: str, config: Path, env: dict[str, str], base: str, head: str
+) -> list[str]:
+    """Stage-memory figures of ``head`` above ``base`` by more than :data:`MEMORY_FACTOR`, read
+    from the results the gate's first pass just recorded (``asv compare``)."""
+    _, output = asv_output(
+        "compare",
+        "--machine",
+        machine,
+        "--factor",
+        str(MEMORY_FACTOR),
+        "--split",
+        "--only-changed",
+        base,
+        head,
+        config=config,
+        env=env,
+    )
+    return [name for name in flagged(output, "+") if MEMORY_TRACK.search(name)]
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """The gate: both commits in the same asv environment, rounds interleaved between them; a
     slowdown must show in two passes (see docs/BENCHMARKING.md, "The gate")."""
@@ -421,26 +476,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     try:
         code, output = continuous([args.bench] if args.bench else [], args.rounds, args.factor)
-        slower = flagged(output, "+")
-        if code == 0 or not slower or flagged(output, "!") or args.no_confirm:
-            return code
-        print(
-            f"\ngate: {len(slower)} benchmark(s) slower in the first pass; confirming them "
-            f"with {CONFIRM_ROUNDS} interleaved rounds per commit at factor {CONFIRM_FACTOR}:",
-            *slower,
-            sep="\n  ",
-            flush=True,
-        )
-        code, output = continuous([exact(name) for name in slower], CONFIRM_ROUNDS, CONFIRM_FACTOR)
-        again = flagged(output, "+")
-        if code != 0 and not again:
-            return code  # the confirmation pass itself failed
-        confirmed = sorted(set(again) & set(slower))
-        if confirmed:
-            print("\ngate: FAILED, slower in both passes:", *confirmed, sep="\n  ", flush=True)
+        code = confirm_slower(code, output, continuous, args.no_confirm)
+        grown = memory_grown(machine, config, env, args.base, args.head)
+        if grown:
+            print(
+                f"\ngate: FAILED, memory grew by more than {MEMORY_FACTOR}x:",
+                *grown,
+                sep="\n  ",
+                flush=True,
+            )
             return 1
-        print("\ngate: passed; no slowdown of the first pass showed again (noise)", flush=True)
-        return 0
+        return code
     finally:
         drop_bench_databases(token)
 

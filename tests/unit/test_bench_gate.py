@@ -62,3 +62,73 @@ def test_exact_selects_one_parameter_combination(bench):
         bench.exact("bench_export.WriteWav.time_write_atomic(4.0)"),
         "bench_export.WriteWav.time_write_atomic(14.0)",
     )
+
+
+def _table(*rows: tuple[str, str]) -> str:
+    """An asv comparison table with the given (mark, benchmark) rows."""
+    lines = ["| Change | Before [aaaaaaaa] | After [bbbbbbbb] | Ratio | Benchmark (Parameter) |"]
+    lines += [f"| {mark} | 1.00 | 1.50 | 1.50 | {name} |" for mark, name in rows]
+    return "\n".join(lines) + "\n"
+
+
+EXPORT_16 = "bench_export.ExportWav.time_export(16.0)"
+LOOKUP = "bench_database.HistoryQueries.time_status_lookup('sqlite', 100000)"
+
+
+class Passes:
+    """Stands in for ``asv continuous``: records each pass's benchmarks, answers in turn."""
+
+    def __init__(self, *answers: tuple[int, str]) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[list[str], int | None, float]] = []
+
+    def __call__(self, benches, rounds, factor):
+        self.calls.append((list(benches), rounds, factor))
+        return self.answers.pop(0)
+
+
+def test_confirmation_fails_only_on_what_is_slower_in_both_passes(bench):
+    first = _table(("+", EXPORT_16), ("+", LOOKUP))
+    again = Passes((1, _table(("+", EXPORT_16))))
+    assert bench.confirm_slower(1, first, again, no_confirm=False) == 1
+    ((benches, rounds, factor),) = again.calls
+    assert benches == [bench.exact(LOOKUP), bench.exact(EXPORT_16)]
+    assert (rounds, factor) == (bench.CONFIRM_ROUNDS, bench.CONFIRM_FACTOR)
+
+    noise = Passes((0, "BENCHMARKS NOT SIGNIFICANTLY CHANGED."))
+    assert bench.confirm_slower(1, first, noise, no_confirm=False) == 0
+
+
+def test_confirmation_is_skipped_for_failures_and_on_request(bench):
+    never = Passes()
+    broken = _table(("+", EXPORT_16), ("!", LOOKUP))
+    assert bench.confirm_slower(1, broken, never, no_confirm=False) == 1
+    assert bench.confirm_slower(1, _table(("+", EXPORT_16)), never, no_confirm=True) == 1
+    assert bench.confirm_slower(0, "", never, no_confirm=False) == 0
+    assert never.calls == []
+
+
+def test_memory_check_judges_stage_peaks_only(bench, monkeypatch):
+    """A stage-memory figure that grew fails the gate at the memory factor; other ``track_``
+    figures (loudness error, tempo error) and timings are not its business."""
+    seen = []
+
+    def fake_asv_output(*args, config, env):
+        seen.append(args)
+        return 0, _table(
+            ("+", "bench_export.ExportWav.track_export_peak_mib(16.0)"),
+            ("+", "bench_generation.MusicgenGpuGenerate.track_nvml_peak_memory('small', 16.0)"),
+            ("+", "bench_export.LoudnessNormalise.track_loudness_error(4.0)"),
+            ("+", EXPORT_16),
+            ("-", "bench_metadata.AnalyzeClip.track_analyze_peak_mib(4.0)"),
+        )
+
+    monkeypatch.setattr(bench, "asv_output", fake_asv_output)
+    grown = bench.memory_grown("m", Path("asv.conf.json"), {}, "main", "HEAD")
+    assert grown == [
+        "bench_export.ExportWav.track_export_peak_mib(16.0)",
+        "bench_generation.MusicgenGpuGenerate.track_nvml_peak_memory('small', 16.0)",
+    ]
+    (args,) = seen
+    assert args[0] == "compare" and args[-2:] == ("main", "HEAD")
+    assert str(bench.MEMORY_FACTOR) in args
