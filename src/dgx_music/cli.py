@@ -450,6 +450,7 @@ def info() -> None:
     import transformers
 
     from dgx_music.generation.engine import MusicEngine, choose_device
+    from dgx_music.generation.twins import TWIN_CHECKPOINTS, parameter_counts
     from dgx_music.gpu import gpu_status
 
     versions = Table(title="dgx-music", show_header=False, title_justify="left")
@@ -481,6 +482,29 @@ def info() -> None:
             entry.source,
         )
     console.print(models)
+
+    # Counted on the meta device: no weights are allocated, so this stays fast.
+    twins = Table(
+        title="Shape twins (random weights, noise; for cost measurement)",
+        caption="parameters, millions: text encoder (T5-base), codec (EnCodec 32 kHz), "
+        "decoder (the language model)",
+        title_justify="left",
+        caption_justify="left",
+    )
+    # Short headers keep the full twin names inside an 80-column terminal.
+    twins.add_column("twin", style="cyan", no_wrap=True)
+    for header in ("text enc.", "codec", "decoder", "total"):
+        twins.add_column(header, justify="right")
+    for name in TWIN_CHECKPOINTS:
+        counts = parameter_counts(name)
+        twins.add_row(
+            name,
+            *(
+                f"{counts[part] / 1e6:.1f}"
+                for part in ("text_encoder", "audio_encoder", "decoder", "total")
+            ),
+        )
+    console.print(twins)
 
 
 if __name__ == "__main__":

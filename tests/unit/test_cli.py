@@ -112,6 +112,20 @@ def test_info_lists_offline_models():
         assert expected in result.output
 
 
+def test_info_lists_the_shape_twins_parameter_counts():
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    title = "Shape twins (random weights, noise; for cost measurement)"
+    assert title in result.output
+    table = result.output.split(title, 1)[1]
+    rows = [line for line in table.splitlines() if "twin:facebook/musicgen-" in line]
+    assert len(rows) == 6
+    small = next(line for line in rows if "twin:facebook/musicgen-small " in line)
+    cells = [cell.strip() for cell in small.split("│") if cell.strip()]
+    # text encoder, codec, decoder (420,371,456 parameters), total; millions
+    assert cells == ["twin:facebook/musicgen-small", "109.6", "56.9", "420.4", "586.9"]
+
+
 def test_db_check_reports_wrong_generation_counts_and_cleanup_rebuilds_them(database):
     from sqlalchemy import text
 

@@ -21,6 +21,7 @@ from dgx_music.generation import engine
 from dgx_music.generation.engine import (
     HF_CHECKPOINTS,
     TINY_MODEL_DIR,
+    ModelSpec,
     MusicEngine,
     apply_torch_threads,
     choose_device,
@@ -115,7 +116,16 @@ def test_model_choices_name_every_builtin_and_checkpoint():
     assert choices[:2] == ["tiny", "synth"]
     assert set(HF_CHECKPOINTS) <= set(choices)
     assert "facebook/musicgen-stereo-large" in choices
-    assert len(choices) == len(set(choices)) == 8
+    assert {f"twin:{name}" for name in HF_CHECKPOINTS} <= set(choices)
+    assert len(choices) == len(set(choices)) == 14
+
+
+@pytest.mark.parametrize("name", HF_CHECKPOINTS)
+def test_each_checkpoint_has_a_twin_that_needs_no_download(name: str, empty_hf_cache: Path):
+    twin = f"twin:{name}"
+    assert resolve_model(twin) == ModelSpec(twin, "musicgen", twin)
+    models = {info.name: info for info in MusicEngine().available_models()}
+    assert models[twin].available_offline and "random weights" in models[twin].source
 
 
 @pytest.mark.parametrize("name", HF_CHECKPOINTS)
@@ -325,6 +335,7 @@ def test_available_models_reports_what_runs_offline(settings: Settings, empty_hf
     for repo_id in HF_CHECKPOINTS:
         assert not models[repo_id].available_offline
         assert models[repo_id].source == repo_id
+        assert models[f"twin:{repo_id}"].available_offline
 
 
 def test_available_models_finds_model_dir_and_hf_cache_copies(

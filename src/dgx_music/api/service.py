@@ -51,6 +51,7 @@ from dgx_music.generation.musicgen import (
     local_checkpoint_dir,
 )
 from dgx_music.generation.request import MAX_SEED
+from dgx_music.generation.twins import is_twin
 from dgx_music.gpu import gpu_status
 from dgx_music.jobs.queue import Job, JobManager, JobStatus
 from dgx_music.storage.database import get_database
@@ -103,6 +104,8 @@ def model_installed(name: str, model_dir: Path | None) -> bool:
         return True
     if name == TINY_MODEL:
         return is_musicgen_checkpoint(TINY_MODEL_DIR)
+    if is_twin(name):
+        return True  # built from its shipped configuration
     location = local_checkpoint_dir(name, model_dir)
     return location is not None or cached_checkpoint_dir(name) is not None
 

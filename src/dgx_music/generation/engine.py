@@ -6,6 +6,8 @@ Models a request may name (:func:`model_choices`):
   checkpoints, read from ``DGX_MUSIC_MODEL_DIR`` or the Hugging Face cache, never downloaded;
 - ``tiny``: the randomly initialised MusicGen shipped in ``dgx_music/assets/tiny-musicgen``;
 - ``synth``: the procedural arranger (:mod:`dgx_music.generation.synth`);
+- ``twin:facebook/musicgen-*``: shape twins, the real architectures with seeded random weights
+  (:mod:`dgx_music.generation.twins`), for measuring real-size cost; their audio is noise;
 - any local directory holding a transformers MusicGen checkpoint (``config.json`` with
   ``"model_type": "musicgen"``).
 """
@@ -16,6 +18,7 @@ import json
 import logging
 import secrets
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -23,17 +26,20 @@ from typing import Literal
 
 from dgx_music.config import Settings, get_settings
 from dgx_music.errors import ModelLoadError, UnknownModelError
-
-# torch and transformers (through .musicgen) are imported where a device is chosen or a model
-# is built: resolving a name, validating a request or queueing a job must not pay seconds of
-# imports for them (``dgx-music submit``, the CLI's history commands).
 from dgx_music.generation.request import (
     MAX_SEED,
     Backend,
+    BatchItem,
+    BatchOutcome,
     GenerationRequest,
     GenerationResult,
     ProgressCallback,
 )
+
+# torch and transformers (through .musicgen) are imported where a device is chosen or a model
+# is built: resolving a name, validating a request or queueing a job must not pay seconds of
+# imports for them (``dgx-music submit``, the CLI's history commands).
+from dgx_music.generation.twins import TWIN_CHECKPOINTS, is_twin
 from dgx_music.memory import keep_freed_memory
 
 logger = logging.getLogger(__name__)
@@ -56,13 +62,20 @@ TINY_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-music
 
 ModelKind = Literal["musicgen", "synth"]
 
+#: Jobs of one MusicGen model a worker generates together when DGX_MUSIC_BATCH_SIZE is 0, per
+#: device type. The CPU figure is measured (docs/BENCHMARKING.md, ``PipelineThroughput``): on
+#: 2 cores batch 4 drains a queue of small-twin jobs fastest, and batch 8 adds little. The CUDA
+#: figure follows the per-step overhead of batch-1 decoding on a GPU (the step time barely
+#: grows with the batch) and awaits a GPU measurement.
+DEFAULT_BATCH_SIZE = {"cpu": 4, "cuda": 8}
+
 _cpu_warning_lock = threading.Lock()
 _cpu_warning_given = False
 
 
 def model_choices() -> list[str]:
     """Names a request may give as ``model`` (a MusicGen checkpoint directory is also accepted)."""
-    return [TINY_MODEL, SYNTH_MODEL, *HF_CHECKPOINTS]
+    return [TINY_MODEL, SYNTH_MODEL, *HF_CHECKPOINTS, *TWIN_CHECKPOINTS]
 
 
 @dataclass(frozen=True)
@@ -136,7 +149,7 @@ def resolve_model(name: str) -> ModelSpec:
         return ModelSpec(SYNTH_MODEL, "synth", "built-in")
     if name == TINY_MODEL:
         return ModelSpec(TINY_MODEL, "musicgen", str(TINY_MODEL_DIR))
-    if name in HF_CHECKPOINTS:
+    if name in HF_CHECKPOINTS or is_twin(name):
         return ModelSpec(name, "musicgen", name)
     path = Path(name).expanduser()
     if path.is_dir() and is_musicgen_checkpoint(path):
@@ -290,8 +303,68 @@ class MusicEngine:
         GenerationResult
             float32 audio (channels, samples) at the model's sample rate, Hz, and the seed used.
         """
-        seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
-        return self.backend(request.model).generate(request, seed=seed, progress=progress)
+        return self.backend(request.model).generate(
+            request, seed=_seed_of(request), progress=progress
+        )
+
+    def batch_limit(self, model_name: str, requested: int = 0) -> int:
+        """How many queued jobs of ``model_name`` a worker should generate together.
+
+        Parameters
+        ----------
+        model_name
+            The model of the job a worker claimed.
+        requested
+            ``DGX_MUSIC_BATCH_SIZE`` of the worker; 0 takes the default of the device the model
+            runs on (:data:`DEFAULT_BATCH_SIZE`).
+
+        Returns
+        -------
+        int
+            1 for the synth (it gains nothing from company); for MusicGen ``requested``, or the
+            device's default.
+        """
+        if resolve_model(model_name).kind != "musicgen":
+            return 1
+        if requested > 0:
+            return requested
+        device = self.backend(model_name).device.split(":")[0]
+        return DEFAULT_BATCH_SIZE.get(device, 1)
+
+    def generate_batch(
+        self,
+        requests: Sequence[GenerationRequest],
+        progress: Sequence[ProgressCallback | None] | None = None,
+    ) -> list[BatchOutcome]:
+        """Generate several requests of one model together; each job's outcome on its own.
+
+        Each request keeps its own seed (one is chosen when it gives none) and its own
+        ``progress`` callback; the audio of each equals what :meth:`generate` gives it alone.
+        A single request goes through :meth:`generate`.
+
+        Returns
+        -------
+        list
+            Per request, in order: a :class:`GenerationResult`, or the exception that ended that
+            job (a failure of the whole batch is every job's outcome).
+        """
+        callbacks = list(progress) if progress is not None else [None] * len(requests)
+        if len(requests) == 1:
+            try:
+                return [self.generate(requests[0], progress=callbacks[0])]
+            except Exception as exc:
+                return [exc]
+        models = {request.model for request in requests}
+        if len(models) != 1:
+            raise ValueError(f"a batch holds one model, got {sorted(models)}")
+        items = [
+            BatchItem(request, _seed_of(request), callback)
+            for request, callback in zip(requests, callbacks, strict=True)
+        ]
+        try:
+            return self.backend(requests[0].model).generate_batch(items)
+        except Exception as exc:
+            return [exc] * len(items)
 
     def available_models(self) -> list[ModelInfo]:
         """Every registry model and whether it can run offline now. Reads only local files."""
@@ -318,7 +391,16 @@ class MusicEngine:
                     str(location) if location is not None else repo_id,
                 )
             )
+        models += [
+            ModelInfo(name, "musicgen", True, "built-in (random weights)")
+            for name in TWIN_CHECKPOINTS
+        ]
         return models
+
+
+def _seed_of(request: GenerationRequest) -> int:
+    """The request's seed, or a random one (reported in the result) when it gives none."""
+    return request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
 
 
 @lru_cache(maxsize=1)

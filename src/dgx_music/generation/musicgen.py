@@ -7,7 +7,9 @@ in ``DGX_MUSIC_MODEL_DIR`` or the Hugging Face cache, or a local directory such 
 
 MusicGen predicts 4 EnCodec codebooks per audio frame, 50 frames per second at 32 kHz, with each
 codebook delayed one step behind the previous one; ``frames + 3`` decoding steps therefore give
-``frames`` complete frames.
+``frames`` complete frames. Each step is one forward call of the decoder (the first, the prefill,
+reads the start token), so ``d`` seconds cost ``ceil(50·d) + 3`` decoder calls, one text-encoder
+call and one EnCodec decode per job, whatever the weights: the decoder has no end token.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import math
 import re
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +35,14 @@ from dgx_music.errors import (
 )
 from dgx_music.generation.request import (
     Backend,
+    BatchItem,
+    BatchOutcome,
     GenerationRequest,
     GenerationResult,
     ProgressCallback,
 )
+from dgx_music.generation.sampling import JobSampler, SamplingComplete, SamplingJob
+from dgx_music.generation.twins import build_twin, is_twin
 
 if TYPE_CHECKING:
     from transformers import MusicgenForConditionalGeneration
@@ -52,11 +60,6 @@ WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
-
-#: Serialises seeded generation across every MusicGen backend in the process: transformers
-#: samples from torch's global random generator, so two generations running at once would
-#: interleave its draws and neither would be reproducible.
-_GENERATE_LOCK = threading.Lock()
 
 _OOM_AMOUNT = re.compile(r"Tried to allocate\s+([\d.]+\s*[KMGT]?i?B)", re.IGNORECASE)
 
@@ -130,42 +133,43 @@ def _monotonic(progress: ProgressCallback) -> ProgressCallback:
     return report
 
 
-class _ProgressCounter:
-    """A logits processor that counts decoding steps and reports them as progress.
+class _SharedUse:
+    """Many generations share the model; moving it to another device needs it to itself.
 
-    transformers calls every logits processor once per decoding step. (MusicGen's ``generate``
-    in transformers 5 hands ``streamer`` objects the start tokens only, so a streamer cannot
-    count steps.) It leaves the scores untouched. The callback sees (steps done, ``total``),
-    strictly increasing; :meth:`finish` reports (``total``, ``total``) once the audio is
-    decoded. An exception the callback raises (a cancelled job, say) is kept in :attr:`error`
-    so the backend can re-raise it unchanged.
+    A readers-writer lock: :meth:`shared` for each generation, :meth:`exclusive` for the
+    out-of-memory fallback, which waits until no generation is running before it moves the
+    weights (another thread's tensors would otherwise change device under it).
     """
 
-    def __init__(self, callback: ProgressCallback, total: int) -> None:
-        self.callback = callback
-        self.total = total
-        self.done = 0
-        self.reported = -1
-        self.error: Exception | None = None
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._users = 0
+        self._moving = False
 
-    def report(self, done: int) -> None:
-        if done <= self.reported:
-            return
-        self.reported = done
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._condition:
+            self._condition.wait_for(lambda: not self._moving)
+            self._users += 1
         try:
-            self.callback(done, self.total)
-        except Exception as exc:
-            self.error = exc
-            raise
+            yield
+        finally:
+            with self._condition:
+                self._users -= 1
+                self._condition.notify_all()
 
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        # Report at most total - 1 here: the last step is only done once the codec has decoded.
-        self.done += 1
-        self.report(min(self.done, self.total - 1))
-        return scores
-
-    def finish(self) -> None:
-        self.report(self.total)
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._condition:
+            self._condition.wait_for(lambda: not self._moving)
+            self._moving = True
+            self._condition.wait_for(lambda: self._users == 0)
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._moving = False
+                self._condition.notify_all()
 
 
 class MusicgenBackend(Backend):
@@ -189,9 +193,9 @@ class MusicgenBackend(Backend):
 
     Notes
     -----
-    Weights are float16 on CUDA and float32 on the CPU. Loading is guarded by a per-backend lock
-    and generation by a process-wide lock, so a backend may be shared by threads; generations
-    run one at a time.
+    Weights are float16 on CUDA and float32 on the CPU. A backend may be shared by threads:
+    generations run side by side, each drawing from its own seeded generator; only loading,
+    the tokenizer and the out-of-memory move to the CPU are serialised.
     """
 
     def __init__(
@@ -214,6 +218,8 @@ class MusicgenBackend(Backend):
         self._model: MusicgenForConditionalGeneration | None = None
         self._processor: Any = None
         self._load_lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
+        self._use = _SharedUse()
 
     @property
     def device(self) -> str:
@@ -273,10 +279,13 @@ class MusicgenBackend(Backend):
             dtype = torch.float16 if self._device.type == "cuda" else torch.float32
             started = time.perf_counter()
             try:
-                processor = AutoProcessor.from_pretrained(source, local_files_only=True)
-                model = MusicgenForConditionalGeneration.from_pretrained(
-                    source, local_files_only=True, dtype=dtype
-                )
+                if is_twin(self.source):
+                    model, processor = build_twin(self.source, dtype=dtype)
+                else:
+                    processor = AutoProcessor.from_pretrained(source, local_files_only=True)
+                    model = MusicgenForConditionalGeneration.from_pretrained(
+                        source, local_files_only=True, dtype=dtype
+                    )
             except (OSError, ValueError, KeyError) as exc:
                 raise self._load_error(exc) from exc
             model.eval()
@@ -327,6 +336,14 @@ class MusicgenBackend(Backend):
         delay = num_codebooks // channels - 1
         return math.ceil(duration * self.frame_rate) + delay
 
+    @property
+    def codebook_delays(self) -> list[int]:
+        """Steps each codebook lags behind the first: codebook *k* of frame *f* is drawn at step
+        ``f + delay[k]`` (stereo checkpoints interleave left and right, two per delay)."""
+        assert self._model is not None
+        channels = int(self._model.config.decoder.audio_channels)
+        return [book // channels for book in range(int(self._model.decoder.num_codebooks))]
+
     def generate(
         self,
         request: GenerationRequest,
@@ -341,11 +358,11 @@ class MusicgenBackend(Backend):
         request
             Prompt, duration (seconds) and sampling parameters.
         seed
-            Seed of torch's random generators; the same seed on the same device gives the same
-            audio.
+            Seeds the generation's own random generator; the same seed on the same device gives
+            the same audio, whatever runs beside it.
         progress
             Called with (decoding steps done, steps total) after every step, ending at
-            (total, total).
+            (total, total). What it raises ends the generation and is raised unchanged.
 
         Returns
         -------
@@ -361,118 +378,228 @@ class MusicgenBackend(Backend):
         GenerationError
             Anything else went wrong while generating.
         """
+        (outcome,) = self.generate_batch([BatchItem(request, seed, progress)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def generate_batch(self, items: Sequence[BatchItem]) -> list[BatchOutcome]:
+        """Generate several jobs in one decoding loop; each job's audio is its audio alone.
+
+        Prompts are padded to the longest, the loop runs to the longest duration, and each job's
+        codes are cut to its own length before they are decoded. Every job draws from its own
+        generator (:class:`~dgx_music.generation.sampling.JobSampler`).
+
+        Returns
+        -------
+        list
+            Per job, in order: its :class:`GenerationResult`, or the exception its progress
+            callback raised (that job alone stopped; the others went on).
+
+        Raises
+        ------
+        ModelLoadError, GpuOutOfMemoryError, GenerationError
+            A failure of the whole batch (as :meth:`generate`).
+        """
         self.load()
-        if progress is not None:
-            # A retry on the CPU starts again from step 0; the caller still sees progress only
-            # move forward.
-            progress = _monotonic(progress)
-        with _GENERATE_LOCK:
-            started = time.perf_counter()
-            oom: torch.cuda.OutOfMemoryError | None = None
-            try:
-                audio = self._generate_once(request, seed=seed, progress=progress)
-            except torch.cuda.OutOfMemoryError as exc:
-                # Drop the traceback: its frames hold the failed step's GPU tensors.
-                oom = exc.with_traceback(None)
-            if oom is not None:
-                torch.cuda.empty_cache()
-                self._handle_oom(request, oom)
-                audio = self._generate_once(request, seed=seed, progress=progress)
-            elapsed = time.perf_counter() - started
+        # A retry on the CPU starts again from step 0; each caller still sees progress only
+        # move forward.
+        items = [
+            BatchItem(item.request, item.seed, _monotonic(item.progress))
+            if item.progress is not None
+            else item
+            for item in items
+        ]
+        started = time.perf_counter()
+        oom: torch.cuda.OutOfMemoryError | None = None
+        try:
+            with self._use.shared():
+                ran_on = self._device
+                outcomes = self._generate_once(items)
+        except torch.cuda.OutOfMemoryError as exc:
+            # Drop the traceback: its frames hold the failed step's GPU tensors.
+            oom = exc.with_traceback(None)
+        if oom is not None:
+            torch.cuda.empty_cache()
+            longest = max(item.request.duration for item in items)
+            self._handle_oom(longest, len(items), oom, ran_on)
+            with self._use.shared():
+                outcomes = self._generate_once(items)
+        elapsed = time.perf_counter() - started
         logger.info(
-            "generated %.2f s with %s on %s in %.2f s",
-            request.duration,
+            "generated %d job(s) of up to %.2f s with %s on %s in %.2f s",
+            len(items),
+            max(item.request.duration for item in items),
             self.name,
             self.device,
             elapsed,
             extra={"action": "generate"},
         )
-        return GenerationResult(
-            audio=audio,
-            sample_rate=self.sample_rate,
-            model=self.name,
-            device=self.device,
-            seed=seed,
-            generation_seconds=elapsed,
-        )
+        return [
+            outcome
+            if isinstance(outcome, Exception)
+            else GenerationResult(
+                audio=outcome[0],
+                codes=outcome[1],
+                sample_rate=self.sample_rate,
+                model=self.name,
+                device=self.device,
+                seed=item.seed,
+                generation_seconds=elapsed,
+            )
+            for item, outcome in zip(items, outcomes, strict=True)
+        ]
 
-    def _handle_oom(self, request: GenerationRequest, exc: torch.cuda.OutOfMemoryError) -> None:
-        """Move to the CPU after a CUDA out-of-memory error, or raise GpuOutOfMemoryError."""
+    def _handle_oom(
+        self,
+        duration: float,
+        jobs: int,
+        exc: torch.cuda.OutOfMemoryError,
+        ran_on: torch.device,
+    ) -> None:
+        """Move to the CPU after a CUDA out-of-memory error on ``ran_on``, or raise
+        GpuOutOfMemoryError."""
         amount = _oom_amount(exc)
         asked = f"tried to allocate {amount}" if amount else "allocation size not reported"
+        what = f"{duration:g} s" if jobs == 1 else f"{jobs} jobs of up to {duration:g} s"
         if not self.cpu_fallback:
             raise GpuOutOfMemoryError(
-                f"the GPU ran out of memory generating {request.duration:g} s with {self.name} "
-                f"({asked}); ask for a shorter clip, use a smaller model, free GPU memory, or "
-                "set DGX_MUSIC_CPU_FALLBACK=true to finish on the CPU"
+                f"the GPU ran out of memory generating {what} with {self.name} "
+                f"({asked}); ask for a shorter clip, use a smaller model or batch, free GPU "
+                "memory, or set DGX_MUSIC_CPU_FALLBACK=true to finish on the CPU"
             ) from exc
-        logger.warning(
-            "the GPU ran out of memory generating %g s with %s (%s); moving the model to the "
-            "CPU (float32) and retrying there; it stays on the CPU",
-            request.duration,
-            self.name,
-            asked,
-            extra={"action": "gpu_oom_cpu_fallback"},
-        )
-        assert self._model is not None
-        try:
-            self._model = self._model.to("cpu", dtype=torch.float32)
-        except Exception as move_exc:
-            raise GenerationError(
-                f"the GPU ran out of memory with {self.name} and moving it to the CPU failed: "
-                f"{move_exc}"
-            ) from move_exc
-        self._device = torch.device("cpu")
-        torch.cuda.empty_cache()
+        # Wait until no other generation uses the model, then move it (once: a thread that
+        # ran out of memory at the same time finds it moved already).
+        with self._use.exclusive():
+            if self._device != ran_on:
+                return
+            logger.warning(
+                "the GPU ran out of memory generating %s with %s (%s); moving the model to the "
+                "CPU (float32) and retrying there; it stays on the CPU",
+                what,
+                self.name,
+                asked,
+                extra={"action": "gpu_oom_cpu_fallback"},
+            )
+            assert self._model is not None
+            try:
+                self._model = self._model.to("cpu", dtype=torch.float32)
+            except Exception as move_exc:
+                raise GenerationError(
+                    f"the GPU ran out of memory with {self.name} and moving it to the CPU "
+                    f"failed: {move_exc}"
+                ) from move_exc
+            self._device = torch.device("cpu")
+            torch.cuda.empty_cache()
 
     def _generate_once(
-        self,
-        request: GenerationRequest,
-        *,
-        seed: int,
-        progress: ProgressCallback | None,
-    ) -> np.ndarray:
-        """Run one seeded generation on the current device; returns (channels, samples)."""
+        self, items: Sequence[BatchItem]
+    ) -> list[tuple[np.ndarray, np.ndarray] | Exception]:
+        """One decoding loop for ``items`` on the current device: per job, its audio
+        (channels, samples) and codes (codebooks, frames), or what stopped it."""
         model = self._model
         assert model is not None and self._processor is not None
-        steps = self.steps_for(request.duration)
-        counter = _ProgressCounter(progress, steps) if progress is not None else None
-        # top_p = 0 means "off" in requests (as in audiocraft); transformers' off is 1.0.
-        top_p = request.top_p if 0 < request.top_p < 1 else 1.0
+        requests = [item.request for item in items]
+        jobs = [
+            SamplingJob(
+                seed=item.seed,
+                steps=self.steps_for(item.request.duration),
+                temperature=item.request.temperature,
+                top_k=item.request.top_k,
+                top_p=item.request.top_p,
+                guidance_scale=item.request.guidance_scale,
+                progress=item.progress,
+            )
+            for item in items
+        ]
+        guided = any(request.guidance_scale > 1 for request in requests)
+        sampler = JobSampler(
+            jobs,
+            num_codebooks=int(model.decoder.num_codebooks),
+            guided=guided,
+            device=self._device,
+        )
+        longest = max(request.duration for request in requests)
         try:
             from transformers import LogitsProcessorList
 
-            if counter is not None:
-                counter.report(0)
-            inputs = self._processor(text=[request.prompt], padding=True, return_tensors="pt")
-            inputs = inputs.to(self._device)
-            torch.manual_seed(seed)  # seeds the CPU and every CUDA device
-            with torch.inference_mode():
-                values = model.generate(
-                    **inputs,
-                    do_sample=True,
-                    temperature=request.temperature,
-                    top_k=request.top_k,
-                    top_p=top_p,
-                    guidance_scale=request.guidance_scale,
-                    max_new_tokens=steps,
-                    logits_processor=LogitsProcessorList([counter] if counter is not None else []),
+            for job in jobs:
+                if job.progress is not None:
+                    job.progress(0, job.steps)
+            # The fast tokenizer is not reentrant ("Already borrowed" from a second thread).
+            with self._tokenizer_lock:
+                inputs = self._processor(
+                    text=[request.prompt for request in requests],
+                    padding=True,
+                    return_tensors="pt",
                 )
-            audio = values[0].to(device="cpu", dtype=torch.float32).numpy()
-            if counter is not None:
-                counter.finish()
+            inputs = inputs.to(self._device)
+            with torch.inference_mode():
+                try:
+                    # Greedy: the sampler does the whole draw and hands the library a one-hot;
+                    # the guidance scale only has to be > 1 for the unconditional half to exist.
+                    # The sampler stops the loop after the longest job's last step. The limit
+                    # lies past it by the codebook delay so that the library's end-of-sequence
+                    # padding never starts: it would pad a job's last frames differently
+                    # depending on what else is in the batch.
+                    model.generate(
+                        **inputs,
+                        do_sample=False,
+                        guidance_scale=max(request.guidance_scale for request in requests),
+                        max_new_tokens=max(job.steps for job in jobs) + max(self.codebook_delays),
+                        logits_processor=LogitsProcessorList([sampler]),
+                    )
+                except SamplingComplete:
+                    pass
+                else:
+                    raise GenerationError(
+                        f"{self.name} stopped after {sampler.steps_done} of "
+                        f"{max(job.steps for job in jobs)} decoding steps"
+                    )
+                return [
+                    self._finish(sampler, index, request) for index, request in enumerate(requests)
+                ]
         except torch.cuda.OutOfMemoryError:
             raise
         except Exception as exc:
-            if counter is not None and exc is counter.error:
-                raise  # the caller's own exception (a cancelled job, say): pass it on unchanged
             if isinstance(exc, DgxMusicError):
                 raise
             raise GenerationError(
-                f"{self.name} failed to generate {request.duration:g} s on {self.device}: "
+                f"{self.name} failed to generate {longest:g} s on {self.device}: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
-        return _fit_length(audio, round(request.duration * self.sample_rate))
+
+    def _finish(
+        self, sampler: JobSampler, index: int, request: GenerationRequest
+    ) -> tuple[np.ndarray, np.ndarray] | Exception:
+        """Job ``index``'s audio from its own codes, and the codes; or what stopped it."""
+        job = sampler.jobs[index]
+        if sampler.errors[index] is not None:
+            return sampler.errors[index]
+        delays = self.codebook_delays
+        codes = sampler.codes(index, job.steps - max(delays), delays)
+        audio = _fit_length(self._decode(codes), round(request.duration * self.sample_rate))
+        if job.progress is not None:
+            try:
+                job.progress(job.steps, job.steps)
+            except Exception as exc:
+                return exc
+        return audio, codes.to("cpu").numpy()
+
+    def _decode(self, codes: torch.Tensor) -> np.ndarray:
+        """EnCodec's audio for one job's (codebooks, frames) codes: (channels, samples)."""
+        model = self._model
+        assert model is not None
+        frames = codes[None, None]  # (chunks, batch, codebooks, frames)
+        if int(model.config.decoder.audio_channels) == 1:
+            parts = [frames]
+        else:  # stereo interleaves left and right codebooks
+            parts = [frames[:, :, ::2], frames[:, :, 1::2]]
+        audio = torch.cat(
+            [model.audio_encoder.decode(part, audio_scales=[None]).audio_values for part in parts],
+            dim=1,
+        )
+        return audio[0].to(device="cpu", dtype=torch.float32).numpy()
 
 
 def _fit_length(audio: np.ndarray, samples: int) -> np.ndarray:

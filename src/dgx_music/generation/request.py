@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -156,6 +156,8 @@ class GenerationResult:
     generation_seconds: float
     #: What the model itself knows about the music (the synth model reports its tempo and key).
     reported: dict[str, Any] = field(default_factory=dict)
+    #: The EnCodec codes the audio was decoded from, int64 (codebooks, frames); MusicGen only.
+    codes: np.ndarray | None = None
 
     @property
     def duration(self) -> float:
@@ -164,6 +166,19 @@ class GenerationResult:
     @property
     def realtime_factor(self) -> float:
         return self.generation_seconds / self.duration if self.duration > 0 else math.inf
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One job of a batch: its request, its seed and its own progress callback."""
+
+    request: GenerationRequest
+    seed: int
+    progress: ProgressCallback | None = None
+
+
+#: What a batch gives back for each job: its result, or what went wrong with that job alone.
+BatchOutcome = GenerationResult | Exception
 
 
 class Backend:
@@ -192,3 +207,17 @@ class Backend:
     ) -> GenerationResult:
         """Generate ``request.duration`` seconds of audio, exactly, reproducibly for ``seed``."""
         raise NotImplementedError
+
+    def generate_batch(self, items: Sequence[BatchItem]) -> list[BatchOutcome]:
+        """Generate several jobs; each gets exactly what :meth:`generate` gives it alone.
+
+        A backend that cannot share work between jobs runs them one after the other. One job's
+        failure is that job's outcome and does not stop the others.
+        """
+        outcomes: list[BatchOutcome] = []
+        for item in items:
+            try:
+                outcomes.append(self.generate(item.request, seed=item.seed, progress=item.progress))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes

@@ -499,6 +499,10 @@
       const option = document.createElement("option");
       option.value = model.name;
       option.textContent = model.available ? model.name : `${model.name} (not installed)`;
+      if (model.name.startsWith("twin:")) {
+        // Shape twins: the real architecture with random weights, for cost tests only.
+        option.textContent = `${model.name} (random weights: noise, for cost tests)`;
+      }
       option.disabled = !model.available;
       select.append(option);
     }
