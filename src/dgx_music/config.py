@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(default=0.5, gt=0)
     #: Worker threads started by ``dgx-music worker`` and ``dgx-music serve``.
     worker_concurrency: int = Field(default=1, ge=0)
+    #: Most pending jobs of one MusicGen model a worker claims and generates as one batch
+    #: (0: the device's measured default, :data:`dgx_music.generation.engine.DEFAULT_BATCH_SIZE`).
+    batch_size: int = Field(default=0, ge=0, le=64)
 
     @field_validator("database_url")
     @classmethod

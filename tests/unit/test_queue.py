@@ -92,6 +92,25 @@ def test_claim_takes_the_oldest_pending_job(queue: JobManager, clock: FakeClock)
     assert claimed.lease_expires_at == clock.now + timedelta(seconds=30)
 
 
+def test_claim_more_takes_the_oldest_pending_jobs_of_one_model(queue: JobManager, clock: FakeClock):
+    jobs = []
+    for index, model in enumerate(["tiny", "synth", "tiny", "tiny", "tiny", "tiny"]):
+        jobs.append(queue.submit(synth_request(f"p{index}", model=model)))
+        clock.advance(1)
+    lead = queue.claim("w1", lease_seconds=30)  # what a worker claims first, then its mates
+    assert lead is not None and lead.id == jobs[0].id
+    queue.cancel(jobs[3].id)
+    mates = queue.claim_more("w1", model="tiny", limit=2, lease_seconds=30)
+    assert [job.id for job in mates] == [jobs[2].id, jobs[4].id]  # oldest first, no synth
+    for job in mates:
+        assert job.status is JobStatus.PROCESSING and job.worker_id == "w1"
+        assert job.attempts == 1 and job.lease_expires_at == clock.now + timedelta(seconds=30)
+    assert queue.claim_more("w2", model="tiny", limit=0) == []
+    assert [job.id for job in queue.claim_more("w2", model="tiny", limit=5)] == [jobs[5].id]
+    assert queue.claim_more("w2", model="tiny", limit=5) == []
+    assert queue.get(jobs[1].id).status is JobStatus.PENDING
+
+
 def test_a_job_never_starts_before_it_was_created(database: Database):
     # A worker reads its clock, then a job is submitted and committed, then the worker's claim
     # statement runs and takes it (seen on CI: started 6 ms before created).

@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,6 +119,33 @@ def produce_track(
     """
     started = time.perf_counter()
     generation = (engine or get_engine()).generate(request, progress=progress)
+    return finish_track(
+        request,
+        generation,
+        final_path,
+        normalizer=normalizer,
+        before_commit=before_commit,
+        started=started,
+    )
+
+
+def finish_track(
+    request: GenerationRequest,
+    generation: GenerationResult,
+    final_path: Path,
+    *,
+    normalizer: LoudnessNormalizer | None = None,
+    before_commit: Callable[[], None] | None = None,
+    started: float | None = None,
+) -> Track:
+    """Export ``generation`` to ``final_path`` with its metadata: the part of
+    :func:`produce_track` after the model (a batch generates first, then finishes each job).
+
+    ``started`` is when the workflow began (:func:`time.perf_counter`); the generation's own
+    time counts from there when it is not given.
+    """
+    if started is None:
+        started = time.perf_counter() - generation.generation_seconds
     normalised = (normalizer or LoudnessNormalizer.from_settings()).process(
         generation.audio, generation.sample_rate
     )
@@ -219,6 +246,8 @@ class JobLease:
         self.stop = stop
         self.forward = forward
         self.lost: LeaseLostError | None = None
+        #: Set once the job is being recorded as ended: the heartbeat leaves it alone then.
+        self.ended = False
         self._fraction = 0.0
         self._last_write = time.monotonic()
         self._lock = threading.Lock()
@@ -286,29 +315,80 @@ def run_job(
         The database went away. The temp file is gone; the row stays ``processing`` and is
         re-queued when its lease expires.
     """
-    settings = settings or manager.settings
     lease = lease or JobLease(manager, job, worker_id, forward=progress)
-    relative = relative_output_path(job.id, job.created_at)
-    final = settings.output_dir / relative
-    log_extra = {"job_id": job.id}
-    try:
-        request = job.request()
-        final.parent.mkdir(parents=True, exist_ok=True)
-        track = produce_track(
-            request, final, engine=engine, progress=lease.on_progress, before_commit=lease.confirm
-        )
-    except LeaseLostError as exc:
-        logger.warning("job %s abandoned: %s", job.id, exc, extra=log_extra)
-        return manager.get(job.id)
-    except JobAborted:
-        return manager.release(job.id, worker_id, f"worker {worker_id} stopped; re-queued")
-    except DatabaseUnavailableError:
-        raise
-    except Exception as exc:
-        if not isinstance(exc, DgxMusicError | OSError):
-            logger.exception("job %s: unexpected error", job.id, extra=log_extra)
-        return manager.fail(job.id, worker_id, describe_failure(exc))
+    (finished,) = run_jobs(manager, [lease], worker_id=worker_id, engine=engine, settings=settings)
+    return finished
 
+
+def run_jobs(
+    manager: JobManager,
+    leases: Sequence[JobLease],
+    *,
+    worker_id: str,
+    engine: MusicEngine | None = None,
+    settings: Settings | None = None,
+) -> list[Job]:
+    """Run claimed jobs of one model as one batch; return each as stored, in order.
+
+    The model generates them together (:meth:`MusicEngine.generate_batch`), then each is
+    exported, described and recorded on its own: one job's failure, lost lease or release
+    touches no other. A job whose request is invalid fails before the batch starts.
+
+    Raises
+    ------
+    DatabaseUnavailableError
+        The database went away. Temp files are gone; rows not yet recorded stay ``processing``
+        and are re-queued when their leases expire.
+    """
+    settings = settings or manager.settings
+    engine = engine or get_engine()
+    finished: dict[str, Job] = {}
+    ready: list[tuple[JobLease, GenerationRequest, Path, Path]] = []
+    for lease in leases:
+        job = lease.job
+        relative = relative_output_path(job.id, job.created_at)
+        final = settings.output_dir / relative
+        try:
+            request = job.request()
+            final.parent.mkdir(parents=True, exist_ok=True)
+        except Exception as exc:
+            lease.ended = True
+            finished[job.id] = _settle(manager, job, worker_id, exc)
+        else:
+            ready.append((lease, request, final, relative))
+    if ready:
+        started = time.perf_counter()
+        outcomes = engine.generate_batch(
+            [request for _, request, _, _ in ready], [lease.on_progress for lease, *_ in ready]
+        )
+        for (lease, request, final, relative), outcome in zip(ready, outcomes, strict=True):
+            finished[lease.job.id] = _finish_job(
+                manager, lease, request, outcome, final, relative, worker_id, started
+            )
+    return [finished[lease.job.id] for lease in leases]
+
+
+def _finish_job(
+    manager: JobManager,
+    lease: JobLease,
+    request: GenerationRequest,
+    outcome: GenerationResult | Exception,
+    final: Path,
+    relative: Path,
+    worker_id: str,
+    started: float,
+) -> Job:
+    """Export, describe and record one generated job of a batch (or settle its failure)."""
+    job = lease.job
+    try:
+        if isinstance(outcome, Exception):
+            raise outcome
+        track = finish_track(request, outcome, final, before_commit=lease.confirm, started=started)
+    except Exception as exc:
+        lease.ended = True
+        return _settle(manager, job, worker_id, exc)
+    lease.ended = True
+    log_extra = {"job_id": job.id}
     try:
         return manager.complete(job.id, worker_id, job_output(track, relative))
     except LeaseLostError as exc:
@@ -323,6 +403,27 @@ def run_job(
     except StorageError as exc:
         files.remove_output_file(final)
         return manager.fail(job.id, worker_id, f"could not record the result: {exc}")
+
+
+def _settle(manager: JobManager, job: Job, worker_id: str, exc: Exception) -> Job:
+    """Record how a job ended before it was completed: abandoned (lease lost), released
+    (worker stopping) or failed with a message a person can act on."""
+    log_extra = {"job_id": job.id}
+    if isinstance(exc, LeaseLostError):
+        logger.warning("job %s abandoned: %s", job.id, exc, extra=log_extra)
+        return manager.get(job.id)
+    if isinstance(exc, JobAborted):
+        return manager.release(job.id, worker_id, f"worker {worker_id} stopped; re-queued")
+    if isinstance(exc, DatabaseUnavailableError):
+        raise exc
+    if not isinstance(exc, DgxMusicError | OSError):
+        logger.error(
+            "job %s: unexpected error",
+            job.id,
+            exc_info=(type(exc), exc, exc.__traceback__),
+            extra=log_extra,
+        )
+    return manager.fail(job.id, worker_id, describe_failure(exc))
 
 
 @dataclass(frozen=True)

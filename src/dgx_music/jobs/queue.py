@@ -615,16 +615,7 @@ class JobManager:
         )
         if self.database.backend == "postgresql":
             oldest = oldest.with_for_update(skip_locked=True)
-        values = {
-            "status": GenerationStatus.PROCESSING,
-            "worker_id": worker_id,
-            "lease_expires_at": now + lease,
-            "attempts": Generation.attempts + 1,
-            # The clock is read before the claim's statement, and a job committed in between
-            # can be claimed by it: never let a job start before it was created.
-            "started_at": case((Generation.created_at > now, Generation.created_at), else_=now),
-            "progress": 0.0,
-        }
+        values = self._claim_values(worker_id, now, lease)
         with self.database.session(write=True) as session:
             job = self._update_returning(session, Generation.id == oldest.scalar_subquery(), values)
         if job is None:
@@ -637,6 +628,56 @@ class JobManager:
             extra={"action": "claim", "job_id": job.id},
         )
         return job
+
+    def claim_more(
+        self,
+        worker_id: str,
+        *,
+        model: str,
+        limit: int,
+        lease_seconds: float | None = None,
+    ) -> list[Job]:
+        """Take up to ``limit`` more of the oldest pending jobs of ``model``, as :meth:`claim`
+        takes one: the jobs a worker generates in one batch beside the one it claimed."""
+        if limit <= 0:
+            return []
+        now = self.clock()
+        lease = timedelta(seconds=lease_seconds or self.settings.lease_seconds)
+        oldest = (
+            select(Generation.id)
+            .where((Generation.status == GenerationStatus.PENDING) & (Generation.model == model))
+            .order_by(Generation.created_at, Generation.id)
+            .limit(limit)
+        )
+        if self.database.backend == "postgresql":
+            oldest = oldest.with_for_update(skip_locked=True)
+        with self.database.session(write=True) as session:
+            jobs = self._update_returning_all(
+                session, Generation.id.in_(oldest), self._claim_values(worker_id, now, lease)
+            )
+        for job in jobs:
+            logger.info(
+                "job %s claimed by %s into a batch (attempt %d)",
+                job.id,
+                worker_id,
+                job.attempts,
+                extra={"action": "claim", "job_id": job.id},
+            )
+        return sorted(jobs, key=lambda job: (job.created_at, job.id))
+
+    @staticmethod
+    def _claim_values(worker_id: str, now: datetime, lease: timedelta) -> dict[str, Any]:
+        """What a claim writes: ``processing`` for ``worker_id``, a lease, one more attempt."""
+        return {
+            "status": GenerationStatus.PROCESSING,
+            "worker_id": worker_id,
+            "lease_expires_at": now + lease,
+            "attempts": Generation.attempts + 1,
+            # The clock is read before the claim's statement, and a job committed in between
+            # can be claimed by it: never let a job start before it was created.
+            "started_at": case((Generation.created_at > now, Generation.created_at), else_=now),
+            "progress": 0.0,
+        }
 
     def heartbeat(
         self,
@@ -1036,16 +1077,26 @@ class JobManager:
         self, session: Session, condition: ColumnElement[bool], values: dict[str, Any]
     ) -> Job | None:
         """One ``UPDATE ... RETURNING`` of the row matching ``condition``, with its prompt."""
+        row = session.execute(self._update_statement(condition, values)).one_or_none()
+        return None if row is None else Job.from_row(row[0], prompt=row[1])
+
+    def _update_returning_all(
+        self, session: Session, condition: ColumnElement[bool], values: dict[str, Any]
+    ) -> list[Job]:
+        """``UPDATE ... RETURNING`` of every row matching ``condition``, with their prompts."""
+        rows = session.execute(self._update_statement(condition, values)).all()
+        return [Job.from_row(row[0], prompt=row[1]) for row in rows]
+
+    @staticmethod
+    def _update_statement(condition: ColumnElement[bool], values: dict[str, Any]) -> Any:
         prompt_text = select(Prompt.text).where(Prompt.id == Generation.prompt_id).scalar_subquery()
-        statement = (
+        return (
             update(Generation)
             .where(condition)
             .values(**values)
             .returning(Generation, prompt_text)
             .execution_options(synchronize_session=False)
         )
-        row = session.execute(statement).one_or_none()
-        return None if row is None else Job.from_row(row[0], prompt=row[1])
 
     def _update_held(self, job_id: str, worker_id: str, values: dict[str, Any]) -> Job:
         """Update a job only while ``worker_id`` holds it; otherwise say why not."""

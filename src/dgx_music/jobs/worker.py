@@ -22,7 +22,7 @@ from types import FrameType
 from dgx_music.config import Settings, get_settings
 from dgx_music.errors import DatabaseUnavailableError, DgxMusicError, LeaseLostError
 from dgx_music.generation.engine import MusicEngine, get_engine
-from dgx_music.jobs.pipeline import JobLease, run_job
+from dgx_music.jobs.pipeline import JobLease, run_jobs
 from dgx_music.jobs.queue import Job, JobManager, JobStatus
 from dgx_music.storage.database import get_database
 
@@ -120,40 +120,66 @@ class Worker:
         return self.processed
 
     def run_once(self) -> Job | None:
-        """Recover expired leases when due, claim one job and run it; ``None`` when idle."""
+        """Recover expired leases when due, claim a job (and, for MusicGen, more queued jobs of
+        its model, up to the engine's batch limit), run them; return the first claimed as it
+        ended, ``None`` when idle."""
         self._recover_when_due()
         job = self.manager.claim(self.worker_id, lease_seconds=self.settings.lease_seconds)
         if job is None:
             return None
-        finished = self.run_claimed(job)
-        self.processed += 1
-        return finished
+        engine = self.engine or get_engine()
+        more = self._claim_batch_mates(engine, job)
+        if not more:
+            finished = self.run_claimed(job)
+            self.processed += 1
+            return finished
+        batch = self.run_batch([job, *more])
+        self.processed += len(batch)
+        return batch[0]
+
+    def _claim_batch_mates(self, engine: MusicEngine, job: Job) -> list[Job]:
+        """More pending jobs of ``job``'s model, to generate beside it."""
+        try:
+            limit = engine.batch_limit(job.model, self.settings.batch_size)
+        except DgxMusicError:
+            return []  # an unknown model: the job fails alone in the pipeline
+        return self.manager.claim_more(
+            self.worker_id,
+            model=job.model,
+            limit=limit - 1,
+            lease_seconds=self.settings.lease_seconds,
+        )
 
     def run_claimed(self, job: Job) -> Job:
         """Run a job this worker claimed, renewing its lease from a heartbeat thread."""
-        lease = JobLease(self.manager, job, self.worker_id, stop=self.abort)
-        with self._heartbeat(lease):
+        return self.run_batch([job])[0]
+
+    def run_batch(self, jobs: list[Job]) -> list[Job]:
+        """Run jobs this worker claimed as one batch; one heartbeat thread renews every lease."""
+        leases = [JobLease(self.manager, job, self.worker_id, stop=self.abort) for job in jobs]
+        with self._heartbeat(leases):
             try:
-                return run_job(
+                return run_jobs(
                     self.manager,
-                    job,
+                    leases,
                     worker_id=self.worker_id,
                     engine=self.engine or get_engine(),
                     settings=self.settings,
-                    lease=lease,
                 )
             except LeaseLostError as exc:
                 # Lost between the pipeline and a fail() or release(): the new holder owns it.
-                logger.warning("job %s: %s", job.id, exc, extra={"job_id": job.id})
-                return self.manager.get(job.id)
+                logger.warning("%s", exc, extra={"job_id": jobs[0].id})
+                return [self.manager.get(job.id) for job in jobs]
 
     @contextmanager
-    def _heartbeat(self, lease: JobLease) -> Iterator[None]:
+    def _heartbeat(self, leases: list[JobLease]) -> Iterator[None]:
         done = threading.Event()
 
         def beat() -> None:
             while not done.wait(self.settings.heartbeat_seconds):
-                lease.renew()
+                for lease in leases:
+                    if not lease.ended:
+                        lease.renew()
 
         thread = threading.Thread(target=beat, name=f"heartbeat-{self.worker_id}", daemon=True)
         thread.start()
