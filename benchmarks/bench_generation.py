@@ -12,8 +12,10 @@ except ImportError:  # an old commit without the engine: asv skips the suite
 
 from .common import (
     MIB,
+    TWINS,
     Benchmark,
     durations,
+    is_slow,
     loaded_engine,
     make_request,
     sampled_peak,
@@ -21,14 +23,22 @@ from .common import (
     track,
 )
 
-#: Real checkpoints benchmarked on a GPU machine, each skipped when its weights are not on disk
-#: (DGX_MUSIC_BENCH_GPU_MODELS, comma-separated, overrides the list).
+#: Models benchmarked on a GPU machine: the real checkpoints, each skipped when its weights are
+#: not on disk, and every twin, which always runs (DGX_MUSIC_BENCH_GPU_MODELS, comma-separated,
+#: overrides the list).
 GPU_MODELS = [
     name.strip()
     for name in os.environ.get(
         "DGX_MUSIC_BENCH_GPU_MODELS",
-        "facebook/musicgen-small,facebook/musicgen-medium,"
-        "facebook/musicgen-large,facebook/musicgen-stereo-small",
+        ",".join(
+            [
+                "facebook/musicgen-small",
+                "facebook/musicgen-medium",
+                "facebook/musicgen-large",
+                "facebook/musicgen-stereo-small",
+                *TWINS,
+            ]
+        ),
     ).split(",")
     if name.strip()
 ]
@@ -81,6 +91,99 @@ class TinyMusicgenGenerate(Benchmark):
         return torch_peak_mib(lambda: self.engine.generate(self.request))
 
 
+class TwinBenchmark(Benchmark):
+    """Shape twins on the CPU in float32: real-size MusicGen cost without weights.
+
+    musicgen-small's twin for 2 s in the default suite (about 25 s a sample on 2 cores, so few
+    samples); 8 s and the medium twin in slow mode. Their audio is noise: only cost is measured.
+    """
+
+    params = [
+        TWINS[:2] if is_slow() else TWINS[:1],
+        durations([2.0], [8.0]),
+    ]
+    param_names = ["model", "seconds"]
+    number = 1
+    repeat = (2, 3, 60.0)
+    timeout = 1800.0
+
+    def setup(self, model: str, seconds: float) -> None:
+        super().setup()
+        if MusicEngine is None:
+            raise NotImplementedError("dgx_music.generation.engine is missing")
+        os.environ["DGX_MUSIC_DEVICE"] = "cpu"
+        try:
+            self.engine = loaded_engine(model)
+        except Exception as exc:  # an old commit that does not know the twins
+            raise NotImplementedError(f"{model} cannot be built here: {exc}") from exc
+        self.request = make_request(model, seconds)
+
+
+class TwinGenerate(TwinBenchmark):
+    def time_generate(self, model: str, seconds: float) -> None:
+        self.engine.generate(self.request)
+
+
+class TwinLoopOverhead(TwinBenchmark):
+    """Where a twin's decoding time goes. Slow mode only: a ratio of two timings is too noisy
+    for the gate, and each figure costs a whole generation."""
+
+    def setup(self, model: str, seconds: float) -> None:
+        if not is_slow():
+            raise NotImplementedError("slow mode only (DGX_MUSIC_BENCH_SLOW=1)")
+        super().setup(model, seconds)
+
+    @track("%")
+    def track_loop_overhead_percent(self, model: str, seconds: float) -> float:
+        """Share of the decoding loop spent outside the decoder's forward calls, % (the
+        sampler, transformers' generate loop, cache bookkeeping), see ``loop_overhead``."""
+        return 100 * loop_overhead(self.engine, self.request)
+
+
+def loop_overhead(engine: MusicEngine, request: object) -> float:
+    """The share of one generation's decoding loop that is not the decoder's forward calls.
+
+    Forward hooks time every decoder call; the text encoder's call and EnCodec's decoder are
+    timed the same way and taken out of the wall time first, so what remains is the loop:
+    its forward calls plus everything between them (and the codebook look-up before EnCodec's
+    decoder, a few milliseconds, which makes the figure a little pessimistic).
+    """
+    import time
+
+    backend = engine.backend(request.model)  # type: ignore[attr-defined]
+    model = backend._model
+    spans: dict[str, float] = {"decoder": 0.0, "other": 0.0}
+    started: dict[str, float] = {}
+
+    def timing(part: str, key: str) -> tuple[Callable[..., None], Callable[..., None]]:
+        def before(*args: object) -> None:
+            started[key] = time.perf_counter()
+
+        def after(*args: object) -> None:
+            spans[part] += time.perf_counter() - started.pop(key)
+
+        return before, after
+
+    handles = []
+    for module, part, key in (
+        (model.decoder, "decoder", "decoder"),
+        (model.text_encoder, "other", "text"),
+        (model.audio_encoder.decoder, "other", "codec"),
+    ):
+        before, after = timing(part, key)
+        handles.append(module.register_forward_pre_hook(before))
+        handles.append(module.register_forward_hook(after))
+    try:
+        wall = time.perf_counter()
+        engine.generate(request)  # type: ignore[arg-type]
+        wall = time.perf_counter() - wall
+    finally:
+        for handle in handles:
+            handle.remove()
+    loop = wall - spans["other"]
+    return (loop - spans["decoder"]) / loop
+
+
 def nvml_used_bytes(device_index: int) -> Callable[[], int]:
     """A gauge of the device memory in use, as NVML (and ``nvidia-smi``) reports it: every
     process, the CUDA context and torch's cached blocks included."""
@@ -92,10 +195,11 @@ def nvml_used_bytes(device_index: int) -> Callable[[], int]:
 
 
 class MusicgenGpuGenerate(Benchmark):
-    """Real checkpoints in fp16 on CUDA: the spec's 16 s in < 30 s and < 20 GiB targets.
+    """Real checkpoints and their shape twins in fp16 on CUDA: the spec's 16 s in < 30 s and
+    < 20 GiB targets, and the twins' real-time factor and memory (no weights needed).
 
-    GPU machines only: each (model, seconds) case is skipped without CUDA or without that
-    checkpoint's weights on disk (DGX_MUSIC_MODEL_DIR or the Hugging Face cache).
+    GPU machines only: each (model, seconds) case is skipped without CUDA or, for a real
+    checkpoint, without its weights on disk (DGX_MUSIC_MODEL_DIR or the Hugging Face cache).
     """
 
     params = [GPU_MODELS, durations([16.0], [8.0, 30.0])]

@@ -9,6 +9,9 @@ batch costs ~4 s a sample, and the gate runs every case twice a commit.
 
 from __future__ import annotations
 
+import dataclasses
+import os
+
 try:
     from dgx_music.config import Settings
     from dgx_music.jobs.queue import JobManager
@@ -17,7 +20,16 @@ try:
 except ImportError:  # an old commit without the queue and workers: asv skips the suite
     run_workers = None
 
-from .common import Benchmark, is_slow, loaded_engine, make_request, scratch_dir, warm_metadata
+from .common import (
+    SEED,
+    TWINS,
+    Benchmark,
+    is_slow,
+    loaded_engine,
+    make_request,
+    scratch_dir,
+    warm_metadata,
+)
 
 #: Models whose jobs are timed: both offline, both through the real pipeline.
 MODELS = ["synth", "tiny"]
@@ -25,6 +37,8 @@ MODELS = ["synth", "tiny"]
 JOB_SECONDS = 2.0
 #: Jobs in a drained batch: seconds per job = ``time_drain_batch`` / BATCH_JOBS.
 BATCH_JOBS = 4
+#: Jobs queued for the batching benchmarks: jobs per minute = 60 * QUEUE_JOBS / the time.
+QUEUE_JOBS = 8
 
 
 class PipelineBenchmark(Benchmark):
@@ -35,24 +49,38 @@ class PipelineBenchmark(Benchmark):
     repeat = (3, 5, 15.0)
     timeout = 600.0
 
+    #: Jobs of one model a worker generates together (DGX_MUSIC_BATCH_SIZE); 1 keeps the
+    #: classes that measure worker threads about threads alone.
+    batch_size = 1
+    #: Clip length of every job, seconds.
+    seconds = JOB_SECONDS
+    #: Device of the worker's engine.
+    device = "cpu"
+
     def make_queue(self, model: str, jobs: int) -> None:
         if run_workers is None:
             raise NotImplementedError("dgx_music.jobs.worker is missing")
         warm_metadata()
-        self.engine = loaded_engine(model)
+        os.environ["DGX_MUSIC_DEVICE"] = self.device
+        try:
+            self.engine = loaded_engine(model)
+        except Exception as exc:  # an old commit that does not know the model
+            raise NotImplementedError(f"{model} cannot run here: {exc}") from exc
         directory = scratch_dir()
         self.settings = Settings(
             data_dir=directory,
             output_dir=directory / "outputs",
-            device="cpu",
+            device=self.device,
             poll_seconds=0.05,
+            batch_size=self.batch_size,
         )
         self.database = Database(f"sqlite:///{directory / 'dgx_music.db'}")
         upgrade(self.database)
         self.manager = JobManager(self.database, settings=self.settings)
-        self.request = make_request(model, JOB_SECONDS)
-        for _ in range(jobs):
-            self.manager.submit(self.request)
+        self.request = make_request(model, self.seconds)
+        for index in range(jobs):
+            # Each job its own seed, as a queue of different users' jobs has.
+            self.manager.submit(dataclasses.replace(self.request, seed=SEED + index))
 
     def drain(self, workers: int) -> None:
         ran = run_workers(
@@ -100,3 +128,43 @@ class PipelineThroughput(PipelineBenchmark):
     def time_drain_batch(self, model: str, workers: int) -> None:
         """Seconds for the batch; seconds per job = this / BATCH_JOBS."""
         self.drain(workers)
+
+
+class QueueBatching(PipelineBenchmark):
+    """QUEUE_JOBS queued 1 s jobs of one model drained by one worker that claims and generates
+    up to ``batch`` of them at once (DGX_MUSIC_BATCH_SIZE); jobs per minute =
+    60 * QUEUE_JOBS / this.
+
+    ``tiny`` in the default suite (its figure is mostly transformers' per-step overhead, which
+    a batch shares); the musicgen-small twin in slow mode, where the step's arithmetic counts.
+    """
+
+    params = [["tiny", TWINS[0]] if is_slow() else ["tiny"], [1, 4, 8]]
+    param_names = ["model", "batch"]
+    jobs = QUEUE_JOBS
+    seconds = 1.0
+    repeat = (2, 4, 60.0)
+    timeout = 1800.0
+
+    def setup(self, model: str, batch: int) -> None:
+        super().setup()
+        self.batch_size = batch
+        self.make_queue(model, jobs=QUEUE_JOBS)
+
+    def time_drain_queue(self, model: str, batch: int) -> None:
+        """Seconds to drain the queue; jobs per minute = 60 * QUEUE_JOBS / this."""
+        self.drain(workers=1)
+
+
+class QueueBatchingGpu(QueueBatching):
+    """:class:`QueueBatching` for every twin on CUDA in fp16 (GPU machines only)."""
+
+    params = [TWINS, [1, 4, 8]]
+
+    def setup(self, model: str, batch: int) -> None:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise NotImplementedError("needs a CUDA device")
+        self.device = "cuda"
+        super().setup(model, batch)
