@@ -94,8 +94,9 @@ class TinyMusicgenGenerate(Benchmark):
 class TwinBenchmark(Benchmark):
     """Shape twins on the CPU in float32: real-size MusicGen cost without weights.
 
-    musicgen-small's twin for 2 s in the default suite (about 25 s a sample on 2 cores, so few
-    samples); 8 s and the medium twin in slow mode. Their audio is noise: only cost is measured.
+    musicgen-small's twin for 2 s in the default suite (about 23 s a sample on one core of the
+    2-core runner, so few samples); 8 s and the medium twin in slow mode. Their audio is noise:
+    only cost is measured.
     """
 
     params = [
@@ -104,7 +105,11 @@ class TwinBenchmark(Benchmark):
     ]
     param_names = ["model", "seconds"]
     number = 1
-    repeat = (2, 3, 60.0)
+    #: Exactly 3 samples a round, 6 a side in the gate's 2 rounds: the fewest with which asv's
+    #: Mann-Whitney test can call a change significant at all. No warm-up call: the engine is
+    #: warmed once per process (``loaded_engine``), and a warm-up would cost a whole sample.
+    repeat = 3
+    warmup_time = 0.0
     timeout = 1800.0
 
     def setup(self, model: str, seconds: float) -> None:
@@ -247,3 +252,53 @@ class MusicgenGpuGenerate(Benchmark):
         torch.cuda.synchronize()
         _, peak = sampled_peak(nvml_used_bytes(torch.cuda.current_device()), stage, NVML_INTERVAL)
         return peak / MIB
+
+
+class BatchIdentityGpu(Benchmark):
+    """Share of jobs whose tokens in a batch of 4 equal their tokens alone, %, on CUDA in fp16.
+
+    On the CPU in float32 every job is identical (a test checks 16); on a GPU, batched fp16
+    matrix products may round differently and flip a near-tie between two tokens, after which
+    the job's tokens diverge. 16 jobs of mixed prompts, durations (0.5-2 s) and seeds on the
+    small twin, 4 batches of 4. GPU machines only.
+    """
+
+    params = [TWINS[:1]]
+    param_names = ["model"]
+    number = 1
+    repeat = 1
+    timeout = 1800.0
+
+    def setup(self, model: str) -> None:
+        super().setup()
+        import torch
+
+        if MusicEngine is None or not torch.cuda.is_available():
+            raise NotImplementedError("needs a CUDA device")
+        os.environ["DGX_MUSIC_DEVICE"] = "cuda"
+        self.engine = loaded_engine(model)
+
+    @track("%")
+    def track_identical_to_alone_percent(self, model: str) -> float:
+        """Jobs (of 16) whose codes in a batch of 4 equal their solo codes, %."""
+        import dataclasses
+
+        import numpy as np
+
+        base = make_request(model, 1.0)
+        requests = [
+            dataclasses.replace(
+                base,
+                prompt=f"{base.prompt}, take {index}" * (1 + index % 3),
+                duration=0.5 + 0.5 * (index % 4),
+                seed=index,
+            )
+            for index in range(16)
+        ]
+        alone = [self.engine.generate(request).codes for request in requests]
+        same = 0
+        for start in range(0, 16, 4):
+            outcomes = self.engine.generate_batch(requests[start : start + 4])
+            for offset, outcome in enumerate(outcomes):
+                same += int(np.array_equal(outcome.codes, alone[start + offset]))
+        return 100 * same / 16

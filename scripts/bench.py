@@ -597,6 +597,7 @@ def scratch_config(scratch: Path, results_dir: Path | None = None) -> Path:
 NOT_IN_QUICK_CPU_RUN = (
     "MusicgenGpuGenerate",
     "QueueBatchingGpu",
+    "BatchIdentityGpu",
     "TwinLoopOverhead",
 )
 

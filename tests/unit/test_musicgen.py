@@ -367,3 +367,36 @@ def test_other_failures_become_generation_errors(
     assert isinstance(info.value.__cause__, RuntimeError)
     # The next call works.
     assert fresh_tiny.generate(request(0.1), seed=1).audio.shape == (1, 3200)
+
+
+def test_the_move_to_the_cpu_waits_for_running_generations_and_holds_new_ones():
+    from dgx_music.generation.musicgen import _SharedUse
+
+    use = _SharedUse()
+    events: list[str] = []
+    inside, release, moving = threading.Event(), threading.Event(), threading.Event()
+
+    def generation(name: str, started: threading.Event | None = None) -> None:
+        with use.shared():
+            if started is not None:
+                started.set()
+            release.wait(5)
+            events.append(name)
+
+    def move() -> None:
+        with use.exclusive():
+            moving.set()
+            events.append("moved")
+
+    running = threading.Thread(target=generation, args=("running", inside))
+    running.start()
+    assert inside.wait(5)
+    mover = threading.Thread(target=move)
+    mover.start()
+    assert not moving.wait(0.2), "the model moved while a generation was using it"
+    late = threading.Thread(target=generation, args=("late",))
+    late.start()
+    release.set()
+    for thread in (running, mover, late):
+        thread.join(5)
+    assert events == ["running", "moved", "late"]

@@ -8,8 +8,9 @@ in ``DGX_MUSIC_MODEL_DIR`` or the Hugging Face cache, or a local directory such 
 MusicGen predicts 4 EnCodec codebooks per audio frame, 50 frames per second at 32 kHz, with each
 codebook delayed one step behind the previous one; ``frames + 3`` decoding steps therefore give
 ``frames`` complete frames. Each step is one forward call of the decoder (the first, the prefill,
-reads the start token), so ``d`` seconds cost ``ceil(50·d) + 3`` decoder calls, one text-encoder
-call and one EnCodec decode per job, whatever the weights: the decoder has no end token.
+reads the start token; transformers 5 runs that prefill twice), so ``d`` seconds cost
+``ceil(50·d) + 4`` decoder calls, one text-encoder call and one EnCodec decode per job, whatever
+the weights: the decoder has no end token (docs/TWINS.md).
 """
 
 from __future__ import annotations
