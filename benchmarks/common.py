@@ -29,7 +29,9 @@ THREADS = int(os.environ.get("DGX_MUSIC_BENCH_THREADS", "1"))
 #: Seed of every generated input.
 SEED = 1234
 #: Shape twins of the real checkpoints: their architecture, seeded random weights, so their
-#: time and memory are the real model's with no download (dgx_music.generation.twins).
+#: time and memory are the real model's with no download. Written out rather than read from
+#: dgx_music.generation.twins.TWIN_CHECKPOINTS: a benchmark's parameters must be the same for
+#: every commit asv measures, older ones included (tests/unit/test_twins.py keeps them equal).
 TWINS = [
     "twin:facebook/musicgen-small",
     "twin:facebook/musicgen-medium",

@@ -141,7 +141,7 @@ def test_the_engine_batches_and_chooses_seeds(monkeypatch: pytest.MonkeyPatch):
     outcomes = engine.generate_batch(requests)
     assert all(isinstance(outcome, GenerationResult) for outcome in outcomes)
     assert outcomes[1].seed == 5  # type: ignore[union-attr]
-    assert engine.batch_limit("tiny") == 4 and engine.batch_limit("synth", 8) == 1
+    assert engine.batch_limit("tiny") == 8 and engine.batch_limit("synth", 8) == 1
     assert engine.batch_limit("tiny", 6) == 6
     with pytest.raises(ValueError, match="one model"):
         engine.generate_batch(

@@ -541,3 +541,9 @@ def test_small_twin_generates_a_short_clip(small_twin: dict[str, Any]):
     assert tuple(audio.shape) == (1, 1, frames * hop)
     assert torch.isfinite(audio).all()
     assert float(audio.std()) > 1e-3  # noise, not silence
+
+
+def test_the_benchmarks_name_every_twin():
+    from benchmarks.common import TWINS
+
+    assert list(TWIN_CHECKPOINTS) == TWINS

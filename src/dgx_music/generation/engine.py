@@ -63,11 +63,12 @@ TINY_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "tiny-music
 ModelKind = Literal["musicgen", "synth"]
 
 #: Jobs of one MusicGen model a worker generates together when DGX_MUSIC_BATCH_SIZE is 0, per
-#: device type. The CPU figure is measured (docs/BENCHMARKING.md, ``PipelineThroughput``): on
-#: 2 cores batch 4 drains a queue of small-twin jobs fastest, and batch 8 adds little. The CUDA
-#: figure follows the per-step overhead of batch-1 decoding on a GPU (the step time barely
-#: grows with the batch) and awaits a GPU measurement.
-DEFAULT_BATCH_SIZE = {"cpu": 4, "cuda": 8}
+#: device type. The CPU figure is measured (docs/BENCHMARKING.md, ``QueueBatching``): on 2 cores
+#: 8 queued 1 s jobs of the small twin drain 3.2x faster at batch 4 than at batch 1, and 4.9x at
+#: batch 8 (tiny: 1.2x and 1.4x). The CUDA figure follows the per-step overhead of batch-1
+#: decoding on a GPU (a step's time barely grows with a few more rows) and awaits a GPU
+#: measurement (``QueueBatchingGpu``).
+DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 8}
 
 _cpu_warning_lock = threading.Lock()
 _cpu_warning_given = False
