@@ -132,3 +132,28 @@ def test_memory_check_judges_stage_peaks_only(bench, monkeypatch):
     (args,) = seen
     assert args[0] == "compare" and args[-2:] == ("main", "HEAD")
     assert str(bench.MEMORY_FACTOR) in args
+
+
+def test_a_drain_time_is_shown_as_jobs_per_minute(bench):
+    # 8 jobs in 21 s: 22.9 jobs a minute; a skipped case stays n/a.
+    assert bench.format_figure(21.0, "jobs/min", 8.0) == "22.9 jobs/min"
+    assert bench.format_figure(None, "jobs/min", 8.0) == "n/a"
+
+
+def test_cuda_and_slow_only_classes_may_be_na_in_the_quick_check(bench, tmp_path: Path):
+    import json
+
+    names = [
+        "bench_pipeline.QueueBatchingGpu.time_drain_queue",
+        "bench_generation.TwinLoopOverhead.track_loop_overhead_percent",
+        "bench_pipeline.QueueBatching.time_drain_queue",
+    ]
+    columns = ["result", "params"]
+    results = {name: [[None], [["'tiny'"]]] for name in names}
+    (tmp_path / "abc-env.json").write_text(
+        json.dumps({"result_columns": columns, "results": results})
+    )
+    problems = bench.check_results(tmp_path, postgres=True)
+    assert len(problems) == 1 and problems[0].startswith(
+        "bench_pipeline.QueueBatching.time_drain_queue("
+    )
