@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -127,13 +129,9 @@ def test_progress_per_job_and_a_failing_job_drops_out_alone(logits: torch.Tensor
         raise RuntimeError("cancelled")
 
     jobs = [
-        SamplingJob(
-            **{**job(1, steps=3).__dict__, "progress": lambda d, t: seen["short"].append((d, t))}
-        ),
-        SamplingJob(**{**job(2, steps=4).__dict__, "progress": failing}),
-        SamplingJob(
-            **{**job(3, steps=5).__dict__, "progress": lambda d, t: seen["long"].append((d, t))}
-        ),
+        dataclasses.replace(job(1, steps=3), progress=lambda d, t: seen["short"].append((d, t))),
+        dataclasses.replace(job(2, steps=4), progress=failing),
+        dataclasses.replace(job(3, steps=5), progress=lambda d, t: seen["long"].append((d, t))),
     ]
     sampler = JobSampler(jobs, num_codebooks=1, guided=False)
     scores = logits[None].repeat(3, 1)

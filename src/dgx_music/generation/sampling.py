@@ -102,6 +102,7 @@ class JobSampler:
             torch.Generator(device=self.device).manual_seed(job.seed) for job in self.jobs
         ]
         self.tokens: list[torch.Tensor] = []
+        self._stacked: torch.Tensor | None = None
         self.errors: list[BaseException | None] = [None] * len(self.jobs)
         rows = [(job, row) for job in self.jobs for row in range(num_codebooks)]
         self._guidance = self._column([job.guidance_scale for job, _ in rows])
@@ -188,7 +189,10 @@ class JobSampler:
     def codes(self, index: int, frames: int, delays: Sequence[int]) -> torch.Tensor:
         """Job ``index``'s codes, (codebooks, frames): codebook *k* of frame *f* was drawn at
         step ``f + delays[k]`` (MusicGen's delay pattern)."""
-        drawn = torch.stack(self.tokens)[:, index]  # (steps, codebooks)
+        if self._stacked is None or len(self._stacked) != len(self.tokens):
+            # Once per loop, not once per job: (steps, jobs, codebooks).
+            self._stacked = torch.stack(self.tokens)
+        drawn = self._stacked[:, index]  # (steps, codebooks)
         return torch.stack(
             [drawn[delay : delay + frames, book] for book, delay in enumerate(delays)]
         )
