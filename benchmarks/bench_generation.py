@@ -105,9 +105,13 @@ class TwinBenchmark(Benchmark):
     ]
     param_names = ["model", "seconds"]
     number = 1
-    #: Exactly 3 samples a round, 6 a side in the gate's 2 rounds: the fewest with which asv's
-    #: Mann-Whitney test can call a change significant at all. No warm-up call: the engine is
-    #: warmed once per process (``loaded_engine``), and a warm-up would cost a whole sample.
+    #: One round of 3 samples, 3 a side in the gate's first pass: too few for asv's Mann-Whitney
+    #: test, so asv compares the medians' 99 % intervals instead, which separate a 1.5x slowdown
+    #: of a 24 s sample every time (docs/BENCHMARKING.md, "What the new cases cost the gate").
+    #: A flagged twin gets the confirmation's interleaved rounds like any other benchmark. No
+    #: warm-up call: the engine is warmed once per process (``loaded_engine``), and a warm-up
+    #: would cost a whole sample.
+    rounds = 1
     repeat = 3
     warmup_time = 0.0
     timeout = 1800.0
