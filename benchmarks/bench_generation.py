@@ -1,4 +1,5 @@
-"""Generation: the synth arranger, the tiny MusicGen on the CPU, real MusicGen on a GPU."""
+"""Generation: the synth arranger, the tiny MusicGen on the CPU, real MusicGen on a GPU, and
+the real-size EnCodec decoding long tracks in chunks."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .common import (
     MIB,
     TWINS,
     Benchmark,
+    configure_process,
     durations,
     is_slow,
     loaded_engine,
@@ -306,3 +308,109 @@ class BatchIdentityGpu(Benchmark):
             for offset, outcome in enumerate(outcomes):
                 same += int(np.array_equal(outcome.codes, alone[start + offset]))
         return 100 * same / 16
+
+
+class CodecDecodeMemory(Benchmark):
+    """Decoding a long track's tokens with the real-size EnCodec (musicgen-small's twin), in
+    overlapping chunks (``dgx_music.generation.codec``): its peak tensor memory must not grow
+    with the track. 30 s and 120 s in the default suite, 300 s in slow mode; the codes are
+    seeded random, since a decode's memory does not depend on their values.
+
+    Each decode runs once per commit (``setup_cache``): about 0.4 s per second of audio on one
+    core of the 2-core runner, so the default suite pays about a minute here.
+    """
+
+    params = [durations([30.0, 120.0], [300.0])]
+    param_names = ["seconds"]
+    timeout = 1800.0
+
+    def setup_cache(self) -> dict[float, float] | None:
+        configure_process()
+        try:
+            import torch
+
+            from dgx_music.generation import codec
+            from dgx_music.generation.twins import build_twin
+        except ImportError:
+            return None  # an old commit without the chunked decode
+        model, _ = build_twin(TWINS[0], dtype=torch.float32)
+        generator = torch.Generator().manual_seed(0)
+        peaks: dict[float, float] = {}
+        with torch.inference_mode():
+            for seconds in self.params[0]:
+                codes = torch.randint(0, 2048, (4, round(50 * seconds)), generator=generator)
+                peaks[seconds] = torch_peak_mib(lambda codes=codes: codec.decode(model, codes))
+        return peaks
+
+    def setup(self, peaks: dict[float, float] | None, seconds: float) -> None:
+        if peaks is None:
+            raise NotImplementedError("dgx_music.generation.codec is missing")
+
+    @track("MiB")
+    def track_decode_peak_mib(self, peaks: dict[float, float], seconds: float) -> float:
+        """Tensor memory the decode holds at its peak, MiB (torch's profiler; the output
+        buffer included)."""
+        return peaks[seconds]
+
+    @track("x")
+    def track_decode_peak_vs_30s(self, peaks: dict[float, float], seconds: float) -> float:
+        """Peak of this decode over the peak of decoding 30 s (target: at most 1.2 at 120 s)."""
+        return peaks[seconds] / peaks[30.0]
+
+
+class TinyLongform(Benchmark):
+    """The tiny MusicGen past its 30 s window, in windows (slow mode only): time should grow
+    linearly with the length, each window costing the same."""
+
+    params = [[30.0, 120.0, 300.0]]
+    param_names = ["seconds"]
+    number = 1
+    repeat = 2
+    rounds = 1
+    warmup_time = 0.0
+    timeout = 1800.0
+
+    def setup(self, seconds: float) -> None:
+        if not is_slow():
+            raise NotImplementedError("slow mode only (DGX_MUSIC_BENCH_SLOW=1)")
+        super().setup()
+        if MusicEngine is None:
+            raise NotImplementedError("dgx_music.generation.engine is missing")
+        os.environ["DGX_MUSIC_DEVICE"] = "cpu"
+        self.engine = loaded_engine("tiny")
+        self.request = make_request("tiny", seconds)
+
+    def time_generate(self, seconds: float) -> None:
+        self.engine.generate(self.request)
+
+
+class LongShortBatching(Benchmark):
+    """Long jobs beside short ones (slow mode only): 4 tiny jobs of 40 s and 4 of 5 s, generated
+    as one batch of 8 (``mixed``) or as the 4 short, then the 4 long (``grouped``, what a worker
+    does: it batches a job only with jobs of as many windows). Jobs per minute = 480 / this.
+    """
+
+    params = [["mixed", "grouped"]]
+    param_names = ["policy"]
+    number = 1
+    repeat = 2
+    rounds = 1
+    warmup_time = 0.0
+    timeout = 1800.0
+
+    def setup(self, policy: str) -> None:
+        if not is_slow():
+            raise NotImplementedError("slow mode only (DGX_MUSIC_BENCH_SLOW=1)")
+        super().setup()
+        if MusicEngine is None:
+            raise NotImplementedError("dgx_music.generation.engine is missing")
+        os.environ["DGX_MUSIC_DEVICE"] = "cpu"
+        self.engine = loaded_engine("tiny")
+        short = [make_request("tiny", 5.0) for _ in range(4)]
+        long = [make_request("tiny", 40.0) for _ in range(4)]
+        self.batches = [short + long] if policy == "mixed" else [short, long]
+
+    def time_generate(self, policy: str) -> None:
+        for batch in self.batches:
+            outcomes = self.engine.generate_batch(batch)
+            assert not any(isinstance(outcome, Exception) for outcome in outcomes), outcomes

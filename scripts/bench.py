@@ -228,6 +228,38 @@ HEADLINES = [
         for batch in (1, 8)
     ],
     Headline(
+        "EnCodec decode of 120 s (small twin, CPU): peak vs 30 s",
+        "bench_generation.CodecDecodeMemory.track_decode_peak_vs_30s",
+        ("120.0",),
+        "x",
+    ),
+    Headline(
+        "EnCodec decode of 120 s (small twin, CPU): peak",
+        "bench_generation.CodecDecodeMemory.track_decode_peak_mib",
+        ("120.0",),
+        "MiB",
+    ),
+    *[
+        Headline(
+            f"tiny MusicGen {seconds:g} s in windows, time / length (slow mode)",
+            "bench_generation.TinyLongform.time_generate",
+            (f"{seconds!r}",),
+            "x",
+            seconds,
+        )
+        for seconds in (30.0, 120.0, 300.0)
+    ],
+    *[
+        Headline(
+            f"4 x 40 s + 4 x 5 s tiny jobs, {policy} (slow mode)",
+            "bench_generation.LongShortBatching.time_generate",
+            (f"'{policy}'",),
+            "jobs/min",
+            8.0,
+        )
+        for policy in ("mixed", "grouped")
+    ],
+    Headline(
         "status lookup, 100k rows, SQLite",
         "bench_database.HistoryQueries.time_status_lookup",
         ("'sqlite'", "100000"),
@@ -592,13 +624,15 @@ def scratch_config(scratch: Path, results_dir: Path | None = None) -> Path:
     return path
 
 
-#: Benchmarks a CPU run without slow mode leaves n/a by design: CUDA cases, and the loop-overhead
-#: ratio of the twins (slow mode only, too noisy for the gate).
+#: Benchmarks a CPU run without slow mode leaves n/a by design: CUDA cases, the loop-overhead
+#: ratio of the twins (too noisy for the gate) and the long tracks' time and batching (minutes).
 NOT_IN_QUICK_CPU_RUN = (
     "MusicgenGpuGenerate",
     "QueueBatchingGpu",
     "BatchIdentityGpu",
     "TwinLoopOverhead",
+    "TinyLongform",
+    "LongShortBatching",
 )
 
 

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dgx_music import __version__
-from dgx_music.config import get_settings
+from dgx_music.config import Settings, get_settings
 from dgx_music.errors import DgxMusicError, InvalidInputError, ValidationError
 
 if TYPE_CHECKING:
@@ -123,6 +123,7 @@ def build_request(
     top_k: int,
     top_p: float,
     cfg: float,
+    continue_from: str | None = None,
 ) -> GenerationRequest:
     """Validate the request options; exit 2 naming the field when one is out of range."""
     from dgx_music.generation.request import GenerationRequest
@@ -137,12 +138,20 @@ def build_request(
             top_k=top_k,
             top_p=top_p,
             guidance_scale=cfg,
+            continue_from=continue_from,
         )
     )
 
 
 PromptArgument = Annotated[str, typer.Argument(help="What the music should sound like.")]
-DurationOption = Annotated[float, typer.Option(help="Length in seconds (0 < d <= 30).")]
+DurationOption = Annotated[
+    float,
+    typer.Option(
+        help="Length in seconds: 0 < d <= DGX_MUSIC_MAX_DURATION "
+        f"({Settings.model_fields['max_duration'].default:g} by default); past 30 s MusicGen "
+        "works in windows. With --continue: seconds of new music after the track."
+    ),
+]
 ModelOption = Annotated[
     str, typer.Option(help="tiny, synth, facebook/musicgen-* or a checkpoint directory.")
 ]
@@ -151,6 +160,13 @@ TemperatureOption = Annotated[float, typer.Option(help="Sampling temperature (> 
 TopKOption = Annotated[int, typer.Option(help="Top-k sampling (0 disables).")]
 TopPOption = Annotated[float, typer.Option(help="Nucleus sampling in [0, 1] (0 disables).")]
 CfgOption = Annotated[float, typer.Option(help="Classifier-free guidance scale (>= 1).")]
+ContinueFromOption = Annotated[
+    str | None,
+    typer.Option(
+        "--continue-from",
+        help="The id of a completed generation to continue (its last 25 s condition the model).",
+    ),
+]
 
 
 @app.command()
@@ -167,18 +183,40 @@ def generate(
         Path | None,
         typer.Option(help="Also write a copy of the WAV here (the outputs directory keeps one)."),
     ] = None,
+    continue_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--continue",
+            help="A sound file to continue (any rate, mono or stereo, up to 300 s): the output "
+            "is that track, then --duration seconds of new music. Its last 25 s condition the "
+            "model.",
+        ),
+    ] = None,
+    continue_from: ContinueFromOption = None,
 ) -> None:
     """Generate a track now, write a -16 LUFS 32 kHz stereo WAV, record it, print its metadata."""
+    from dgx_music.generation.continuation import load_audio_prompt
     from dgx_music.jobs.pipeline import generate_and_record
 
-    request = build_request(prompt, duration, model, seed, temperature, top_k, top_p, cfg)
+    request = build_request(
+        prompt, duration, model, seed, temperature, top_k, top_p, cfg, continue_from
+    )
+    if continue_file is not None and continue_from is not None:
+        raise fail(ValidationError("continue", "give --continue or --continue-from, not both"))
+    continuation = None
+    if continue_file is not None:
+        continuation = run_or_exit(lambda: load_audio_prompt(continue_file))
     with progress_bar() as progress:
         task = progress.add_task(f"generating with {request.model}", total=None, unit="steps")
 
         def on_progress(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        outcome = run_or_exit(lambda: generate_and_record(request, out=out, progress=on_progress))
+        outcome = run_or_exit(
+            lambda: generate_and_record(
+                request, out=out, progress=on_progress, continuation=continuation
+            )
+        )
     console.print(f"[bold green]wrote[/] {outcome.path}", highlight=False)
     console.print(metadata_table("track", outcome.summary()))
 
@@ -193,13 +231,20 @@ def submit(
     top_k: TopKOption = 250,
     top_p: TopPOption = 0.0,
     cfg: CfgOption = 3.0,
+    continue_from: ContinueFromOption = None,
 ) -> None:
     """Queue a generation for the workers and print its id."""
     from dgx_music.generation.engine import resolve_model
+    from dgx_music.jobs.sources import continuable
 
-    request = build_request(prompt, duration, model, seed, temperature, top_k, top_p, cfg)
+    request = build_request(
+        prompt, duration, model, seed, temperature, top_k, top_p, cfg, continue_from
+    )
     run_or_exit(lambda: resolve_model(request.model))
-    job = run_or_exit(lambda: job_manager().submit(request))
+    manager = run_or_exit(job_manager)
+    if request.continue_from is not None:
+        run_or_exit(lambda: continuable(manager, request.continue_from))
+    job = run_or_exit(lambda: manager.submit(request))
     console.print(job.id, highlight=False, soft_wrap=True)
 
 

@@ -43,8 +43,13 @@ class Settings(BaseSettings):
     #: Directory searched for ``facebook/musicgen-*`` checkpoints before the Hugging Face cache.
     model_dir: Path | None = None
 
-    #: Longest clip a request may ask for, seconds.
-    max_duration: float = Field(default=30.0, gt=0, le=300)
+    #: Longest clip a request may ask for, seconds. MusicGen makes a track past its 30 s window
+    #: in windows (:mod:`dgx_music.generation.windows`).
+    max_duration: float = Field(default=300.0, gt=0, le=300)
+    #: Seconds of tokens that prompt each window after the first of a track longer than 30 s.
+    #: 12 s, as audiocraft's default ``extend_stride`` of 18 s keeps: four bars at 80 BPM, enough
+    #: for the model to hear the groove and the harmony; more leaves each window less to add.
+    context_seconds: float = Field(default=12.0, ge=1, le=25)
     #: Longest prompt, characters.
     max_prompt_length: int = Field(default=1000, ge=1)
 

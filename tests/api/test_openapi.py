@@ -63,7 +63,7 @@ def test_submission_is_documented_with_examples_and_limits(schema: dict[str, Any
     assert create["additionalProperties"] is False
     assert create["examples"][0]["prompt"]
     assert create["properties"]["prompt"]["maxLength"] == 1000
-    assert create["properties"]["duration"]["maximum"] == 30
+    assert create["properties"]["duration"]["maximum"] == 300
     assert create["properties"]["duration"]["exclusiveMinimum"] == 0
     assert schema["components"]["schemas"]["ErrorPublic"]["examples"]
     assert schema["components"]["schemas"]["GenerationPublic"]["examples"]

@@ -163,7 +163,9 @@ def test_models_list_says_what_is_installed(idle_client: TestClient) -> None:
 def test_info_states_the_limits(idle_client: TestClient) -> None:
     info = idle_client.get(f"{API}/info").json()
 
-    assert info["max_duration"] == 30
+    assert info["max_duration"] == 300
+    assert info["context_seconds"] == 12
+    assert info["max_continue_seconds"] == 300
     assert info["max_prompt_length"] == 1000
     assert info["max_seed"] == 2**32 - 1
     assert info["max_body_bytes"] == 65536

@@ -104,6 +104,34 @@ def test_make_play_and_delete_a_track(page: Any, artifacts: Path) -> None:
     assert page.problems == []
 
 
+def test_extend_a_track(page: Any, artifacts: Path) -> None:
+    page.fill("#prompt", "bright funk, 110 bpm in E minor")
+    page.fill("#duration", "2")
+    page.click("#submit-button")
+    page.wait_for_selector("#job-status[data-status='completed']", timeout=JOB_TIMEOUT_MS)
+    first = page.get_attribute("#current", "data-job-id") or ""
+
+    row = page.locator("#history-body tr").first
+    row.get_by_role("button", name=re.compile("^Extend")).click()
+    assert page.is_visible("#continue-note")
+    assert "bright funk" in page.text_content("#continue-text")
+    assert page.text_content("#submit-button") == "Extend"
+    page.fill("#duration", "3")
+    page.click("#submit-button")
+    page.wait_for_function(f"() => document.getElementById('current').dataset.jobId !== {first!r}")
+    page.wait_for_selector("#job-status[data-status='completed']", timeout=JOB_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => { const a = document.getElementById('player');"
+        " return a.readyState >= 1 && a.duration > 0; }"
+    )
+    duration = page.evaluate("() => document.getElementById('player').duration")
+    assert duration == pytest.approx(5.0, abs=0.05)  # the 2 s track, then 3 s more
+    assert page.is_hidden("#continue-note")  # the next submission starts fresh
+    assert page.text_content("#submit-button") == "Generate"
+    page.screenshot(path=str(artifacts / "browser-extended-track.png"), full_page=True)
+    assert page.problems == []
+
+
 def test_errors_are_shown_next_to_their_fields(page: Any, artifacts: Path) -> None:
     page.fill("#prompt", "   ")
     page.fill("#duration", "99")

@@ -40,9 +40,9 @@ class CountingEngine(MusicEngine):
         super().__init__()
         self.batches: list[int] = []
 
-    def generate_batch(self, requests: Any, progress: Any = None) -> Any:
+    def generate_batch(self, requests: Any, progress: Any = None, continuations: Any = None) -> Any:
         self.batches.append(len(requests))
-        return super().generate_batch(requests, progress)
+        return super().generate_batch(requests, progress, continuations)
 
 
 def drain(manager: JobManager, batch_size: int, monkeypatch: pytest.MonkeyPatch) -> CountingEngine:
@@ -84,9 +84,9 @@ def test_a_bad_job_fails_alone_before_the_batch(
     manager: JobManager, database: Database, monkeypatch: pytest.MonkeyPatch
 ):
     ids = [manager.submit(tiny_request(index)).id for index in range(4)]
-    # A row queued under a longer duration limit than this worker's (DGX_MUSIC_MAX_DURATION).
+    # A row no request could make (another tool wrote it, or an older version's rules).
     with database.session(write=True) as session:
-        session.execute(update(Generation).where(Generation.id == ids[1]).values(duration=45.0))
+        session.execute(update(Generation).where(Generation.id == ids[1]).values(temperature=0.0))
     engine = drain(manager, 4, monkeypatch)
     assert engine.batches == [3]
     statuses = [manager.get(job_id).status for job_id in ids]
@@ -96,10 +96,29 @@ def test_a_bad_job_fails_alone_before_the_batch(
         JobStatus.COMPLETED,
         JobStatus.COMPLETED,
     ]
-    assert "duration" in manager.get(ids[1]).error
+    assert "temperature" in manager.get(ids[1]).error
 
 
 def test_the_synth_is_never_batched(manager: JobManager, monkeypatch: pytest.MonkeyPatch):
     for index in range(3):
         manager.submit(GenerationRequest(prompt=f"groove {index}", duration=0.3, model="synth"))
     assert drain(manager, 4, monkeypatch).batches == [1, 1, 1]
+
+
+def test_a_job_is_batched_only_with_jobs_of_as_many_windows(
+    manager: JobManager, output_dir: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Queued short, long, short, long: the worker claims the oldest, then its mates of the same
+    # band, so the 0.3 s jobs never wait for the 31 s ones (two windows).
+    lengths = [0.3, 31.0, 0.4, 31.0]
+    ids = [
+        manager.submit(GenerationRequest(prompt=f"p{i}", duration=d, model="tiny", seed=i)).id
+        for i, d in enumerate(lengths)
+    ]
+    engine = drain(manager, 4, monkeypatch)
+    assert engine.batches == [2, 2]
+    for job_id, seconds in zip(ids, lengths, strict=True):
+        job = manager.get(job_id)
+        assert job.status is JobStatus.COMPLETED, job.error
+        assert job.actual_duration == pytest.approx(seconds)
+    assert manager.check().ok

@@ -30,6 +30,7 @@ from dgx_music.audio import export
 from dgx_music.cli import app
 from dgx_music.config import get_settings
 from dgx_music.errors import DatabaseUnavailableError
+from dgx_music.generation.continuation import AudioPrompt
 from dgx_music.generation.engine import MusicEngine
 from dgx_music.generation.request import GenerationRequest, GenerationResult, ProgressCallback
 from dgx_music.jobs import worker as worker_module
@@ -151,10 +152,13 @@ class DatabaseKillingEngine(MusicEngine):
         self.kill = kill
 
     def generate(
-        self, request: GenerationRequest, progress: ProgressCallback | None = None
+        self,
+        request: GenerationRequest,
+        progress: ProgressCallback | None = None,
+        continuation: AudioPrompt | None = None,
     ) -> GenerationResult:
         self.kill()
-        return super().generate(request, progress=progress)
+        return super().generate(request, progress=progress, continuation=continuation)
 
 
 def cut_off(database: Database, patch: pytest.MonkeyPatch) -> Callable[[], None]:

@@ -55,7 +55,7 @@ def test_generate_defaults_to_the_output_layout(tmp_path: Path):
         (["x" * 1001, "--model", "synth"], "prompt"),
         (["ok", "--model", "synth", "--duration", "-1"], "duration"),
         (["ok", "--model", "synth", "--duration", "0"], "duration"),
-        (["ok", "--model", "synth", "--duration", "31"], "duration"),
+        (["ok", "--model", "synth", "--duration", "301"], "duration"),
         (["ok", "--model", "synth", "--top-p", "2"], "top_p"),
         (["ok", "--model", "synth", "--cfg", "0.5"], "guidance_scale"),
         (["ok", "--model", "no-such-model"], "model"),

@@ -55,6 +55,7 @@ class RecordingBackend(Backend):
         *,
         seed: int,
         progress: ProgressCallback | None = None,
+        continuation: object = None,
     ) -> GenerationResult:
         self.calls.append((request, seed))
         if progress is not None:

@@ -18,8 +18,9 @@ import pytest
 import torch
 
 from dgx_music.errors import GenerationError, GpuOutOfMemoryError, ModelLoadError
+from dgx_music.generation.checkpoints import cached_checkpoint_dir
 from dgx_music.generation.engine import TINY_MODEL_DIR
-from dgx_music.generation.musicgen import MusicgenBackend, cached_checkpoint_dir
+from dgx_music.generation.musicgen import MusicgenBackend
 from dgx_music.generation.request import GenerationRequest
 
 torch.set_num_threads(1)

@@ -111,6 +111,20 @@ def test_claim_more_takes_the_oldest_pending_jobs_of_one_model(queue: JobManager
     assert queue.get(jobs[1].id).status is JobStatus.PENDING
 
 
+def test_claim_more_keeps_to_a_band_of_durations(queue: JobManager, clock: FakeClock):
+    # A worker batches a job with jobs of as many windows: a 10 s job never waits on a 200 s one.
+    jobs = []
+    for index, seconds in enumerate([10.0, 200.0, 30.0, 30.5, 5.0, 190.0]):
+        jobs.append(queue.submit(synth_request(f"p{index}", model="tiny", duration=seconds)))
+        clock.advance(1)
+    assert queue.claim("w1") is not None
+    short = queue.claim_more("w1", model="tiny", limit=5, durations=(0.0, 30.0))
+    assert [job.id for job in short] == [jobs[2].id, jobs[4].id]
+    long = queue.claim_more("w1", model="tiny", limit=5, durations=(186.0, 204.0))
+    assert [job.id for job in long] == [jobs[1].id, jobs[5].id]
+    assert queue.get(jobs[3].id).status is JobStatus.PENDING  # 30.5 s: two windows
+
+
 def test_a_job_never_starts_before_it_was_created(database: Database):
     # A worker reads its clock, then a job is submitted and committed, then the worker's claim
     # statement runs and takes it (seen on CI: started 6 ms before created).

@@ -28,6 +28,7 @@ def test_valid_request_keeps_its_values():
         "top_k": 50,
         "top_p": 0.9,
         "guidance_scale": 1.0,
+        "continue_from": None,
     }
 
 
@@ -57,9 +58,9 @@ def test_prompt_is_stripped():
         ({"prompt": "nul\x00byte"}, "prompt", "NUL"),
         ({"prompt": "lone \ud800 surrogate"}, "prompt", "surrogate"),
         ({"prompt": 12}, "prompt", "must be text"),
-        ({"duration": -1.0}, "duration", "at most 30 seconds"),
+        ({"duration": -1.0}, "duration", "at most 300 seconds"),
         ({"duration": 0}, "duration", "greater than 0"),
-        ({"duration": 30.5}, "duration", "at most 30 seconds"),
+        ({"duration": 300.5}, "duration", "at most 300 seconds"),
         ({"duration": math.nan}, "duration", "finite"),
         ({"duration": "8"}, "duration", "must be a number"),
         ({"duration": True}, "duration", "must be a number"),
@@ -109,3 +110,12 @@ def test_result_reports_duration_and_realtime_factor():
     )
     assert result.duration == 2.0
     assert result.realtime_factor == 0.5
+
+
+def test_continue_from_is_a_generation_id():
+    same = "3F2504E0-4F89-41D3-9A0C-0305E82C3301"
+    assert make(continue_from=f" {same} ").continue_from == same.lower()
+    for bad in ("", "abc", "3f2504e0-4f89", 42):
+        with pytest.raises(ValidationError) as raised:
+            make(continue_from=bad)
+        assert raised.value.field == "continue_from"

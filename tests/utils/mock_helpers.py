@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 
+from dgx_music.generation.continuation import AudioPrompt
 from dgx_music.generation.engine import MusicEngine
 from dgx_music.generation.request import GenerationRequest, GenerationResult, ProgressCallback
 
@@ -170,7 +171,10 @@ class MockMusicGenerationEngine(MusicEngine):
         return len(self.requests)
 
     def generate(
-        self, request: GenerationRequest, progress: ProgressCallback | None = None
+        self,
+        request: GenerationRequest,
+        progress: ProgressCallback | None = None,
+        continuation: AudioPrompt | None = None,
     ) -> GenerationResult:
         with self._lock:
             self.requests.append(request)
@@ -186,7 +190,7 @@ class MockMusicGenerationEngine(MusicEngine):
                 if progress is not None:
                     progress(step + 1, self.steps + 1)
             progress = None  # the wait already reported; the model's own steps would go back
-        return super().generate(request, progress=progress)
+        return super().generate(request, progress=progress, continuation=continuation)
 
     def generate_audio(
         self, prompt: str, duration: float, **kwargs: object

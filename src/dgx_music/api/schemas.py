@@ -153,6 +153,12 @@ class GenerationCreate(BaseModel):
         description="Classifier-free guidance, at least 1; 1 disables.",
         json_schema_extra={"minimum": 1},
     )
+    continue_from: str | None = Field(
+        default=None,
+        description="The id of a completed generation to continue: the result is its track, "
+        "then `duration` seconds of new music (the last 25 s of the track condition the model).",
+        json_schema_extra={"format": "uuid"},
+    )
 
     @field_validator("prompt", "model")
     @classmethod
@@ -182,6 +188,7 @@ class GenerationCreate(BaseModel):
             top_k=self.top_k,
             top_p=self.top_p,
             guidance_scale=self.guidance_scale,
+            continue_from=self.continue_from,
         )
 
 
@@ -228,6 +235,7 @@ class GenerationPublic(BaseModel):
                     "top_k": 250,
                     "top_p": 0.0,
                     "guidance_scale": 3.0,
+                    "continue_from": None,
                     "attempts": 1,
                     "progress": 0.45,
                     "created_at": "2025-01-01T12:00:00Z",
@@ -253,6 +261,9 @@ class GenerationPublic(BaseModel):
     top_k: int
     top_p: float
     guidance_scale: float
+    continue_from: uuid.UUID | None = Field(
+        default=None, description="The generation whose track this one continues."
+    )
     attempts: int = Field(description="How many times a worker has claimed it.")
     progress: float = Field(ge=0, le=1, description="Fraction done, 0..1.")
     created_at: datetime
@@ -298,6 +309,7 @@ class GenerationPublic(BaseModel):
             top_k=job.top_k,
             top_p=job.top_p,
             guidance_scale=job.guidance_scale,
+            continue_from=uuid.UUID(job.continue_from) if job.continue_from else None,
             attempts=job.attempts,
             progress=min(1.0, max(0.0, job.progress)),
             created_at=job.created_at,
@@ -352,7 +364,15 @@ class InfoPublic(BaseModel):
 
     version: str
     default_model: str
-    max_duration: float = Field(description="Longest clip, seconds.")
+    max_duration: float = Field(
+        description="Longest clip, seconds; MusicGen makes a clip past 30 s in windows."
+    )
+    context_seconds: float = Field(
+        description="Seconds of music that prompt each window after the first of a long clip."
+    )
+    max_continue_seconds: float = Field(
+        description="Longest track `continue_from` may name, seconds."
+    )
     max_prompt_length: int = Field(description="Longest prompt, characters.")
     max_seed: int
     auth_required: bool = Field(description="Whether mutating routes need a bearer key.")

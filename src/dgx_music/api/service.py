@@ -36,6 +36,12 @@ from dgx_music.errors import (
     UnknownModelError,
     ValidationError,
 )
+from dgx_music.generation.checkpoints import (
+    cached_checkpoint_dir,
+    download_hint,
+    local_checkpoint_dir,
+)
+from dgx_music.generation.continuation import MAX_CONTINUE_SECONDS
 from dgx_music.generation.engine import (
     SYNTH_MODEL,
     TINY_MODEL,
@@ -45,15 +51,11 @@ from dgx_music.generation.engine import (
     is_musicgen_checkpoint,
     model_choices,
 )
-from dgx_music.generation.musicgen import (
-    cached_checkpoint_dir,
-    download_hint,
-    local_checkpoint_dir,
-)
 from dgx_music.generation.request import MAX_SEED
 from dgx_music.generation.twins import is_twin
 from dgx_music.gpu import gpu_status
 from dgx_music.jobs.queue import Job, JobManager, JobStatus
+from dgx_music.jobs.sources import continuable
 from dgx_music.storage.database import get_database
 
 logger = logging.getLogger(__name__)
@@ -71,10 +73,13 @@ def submit_generation(body: GenerationCreate, *, manager: JobManager, engine: Mu
     Raises
     ------
     ValidationError
-        A value is out of range, or the model is unknown or not installed on this server.
+        A value is out of range, the model is unknown or not installed on this server, or
+        ``continue_from`` names no completed generation.
     """
     request = body.to_request()
     ensure_model_installed(request.model, engine)
+    if request.continue_from is not None:
+        continuable(manager, request.continue_from)
     return manager.submit(request)
 
 
@@ -211,6 +216,8 @@ def service_info(settings: Settings, api_settings: ApiSettings) -> InfoPublic:
         version=__version__,
         default_model=settings.default_model,
         max_duration=settings.max_duration,
+        context_seconds=settings.context_seconds,
+        max_continue_seconds=MAX_CONTINUE_SECONDS,
         max_prompt_length=settings.max_prompt_length,
         max_seed=MAX_SEED,
         auth_required=api_settings.auth_required,

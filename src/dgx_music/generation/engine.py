@@ -14,6 +14,7 @@ Models a request may name (:func:`model_choices`):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
@@ -24,8 +25,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from dgx_music.config import Settings, get_settings
+from dgx_music.config import OUTPUT_SAMPLE_RATE, Settings, get_settings
 from dgx_music.errors import ModelLoadError, UnknownModelError
+from dgx_music.generation.continuation import AudioPrompt, join
 from dgx_music.generation.request import (
     MAX_SEED,
     Backend,
@@ -285,10 +287,14 @@ class MusicEngine:
             device=choose_device(self.settings.device),
             cpu_fallback=self.settings.cpu_fallback,
             model_dir=self.settings.model_dir,
+            context_seconds=self.settings.context_seconds,
         )
 
     def generate(
-        self, request: GenerationRequest, progress: ProgressCallback | None = None
+        self,
+        request: GenerationRequest,
+        progress: ProgressCallback | None = None,
+        continuation: AudioPrompt | None = None,
     ) -> GenerationResult:
         """Generate ``request``; a random seed is chosen (and reported) when it gives none.
 
@@ -298,15 +304,19 @@ class MusicEngine:
             A validated request.
         progress
             Called with (steps done, steps total) while the model runs.
+        continuation
+            A track to continue: the result is that track, then ``request.duration`` seconds of
+            new music joined to it (:mod:`dgx_music.generation.continuation`).
 
         Returns
         -------
         GenerationResult
             float32 audio (channels, samples) at the model's sample rate, Hz, and the seed used.
         """
-        return self.backend(request.model).generate(
-            request, seed=_seed_of(request), progress=progress
+        result = self.backend(request.model).generate(
+            request, seed=_seed_of(request), progress=progress, continuation=continuation
         )
+        return attach(continuation, result)
 
     def batch_limit(self, model_name: str, requested: int = 0) -> int:
         """How many queued jobs of ``model_name`` a worker should generate together.
@@ -336,6 +346,7 @@ class MusicEngine:
         self,
         requests: Sequence[GenerationRequest],
         progress: Sequence[ProgressCallback | None] | None = None,
+        continuations: Sequence[AudioPrompt | None] | None = None,
     ) -> list[BatchOutcome]:
         """Generate several requests of one model together; each job's outcome on its own.
 
@@ -350,26 +361,31 @@ class MusicEngine:
             job (a failure of the whole batch is every job's outcome).
         """
         callbacks = list(progress) if progress is not None else [None] * len(requests)
+        prompts = list(continuations) if continuations is not None else [None] * len(requests)
         if len(requests) == 1:
             try:
-                return [self.generate(requests[0], progress=callbacks[0])]
+                return [self.generate(requests[0], progress=callbacks[0], continuation=prompts[0])]
             except Exception as exc:
                 return [exc]
         models = {request.model for request in requests}
         if len(models) != 1:
             raise ValueError(f"a batch holds one model, got {sorted(models)}")
         items = [
-            BatchItem(request, _seed_of(request), callback)
-            for request, callback in zip(requests, callbacks, strict=True)
+            BatchItem(request, _seed_of(request), callback, prompt)
+            for request, callback, prompt in zip(requests, callbacks, prompts, strict=True)
         ]
         try:
-            return self.backend(requests[0].model).generate_batch(items)
+            outcomes = self.backend(requests[0].model).generate_batch(items)
         except Exception as exc:
             return [exc] * len(items)
+        return [
+            outcome if isinstance(outcome, Exception) else attach(item.continuation, outcome)
+            for item, outcome in zip(items, outcomes, strict=True)
+        ]
 
     def available_models(self) -> list[ModelInfo]:
         """Every registry model and whether it can run offline now. Reads only local files."""
-        from dgx_music.generation.musicgen import cached_checkpoint_dir, local_checkpoint_dir
+        from dgx_music.generation.checkpoints import cached_checkpoint_dir, local_checkpoint_dir
 
         models = [
             ModelInfo(
@@ -397,6 +413,22 @@ class MusicEngine:
             for name in TWIN_CHECKPOINTS
         ]
         return models
+
+
+def attach(continuation: AudioPrompt | None, result: GenerationResult) -> GenerationResult:
+    """``result`` as the continuation of ``continuation``: the given track, then the new part
+    laid out as 32 kHz stereo and joined to it (:func:`continuation.join`)."""
+    if continuation is None:
+        return result
+    from dgx_music.audio.export import to_output_layout
+
+    new = to_output_layout(result.audio, result.sample_rate)
+    return dataclasses.replace(
+        result,
+        audio=join(continuation.audio, new, OUTPUT_SAMPLE_RATE),
+        sample_rate=OUTPUT_SAMPLE_RATE,
+        continued_from=continuation.describe(),
+    )
 
 
 def _seed_of(request: GenerationRequest) -> int:

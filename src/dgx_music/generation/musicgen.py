@@ -15,6 +15,7 @@ the weights: the decoder has no end token (docs/TWINS.md).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -23,17 +24,21 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 
+from dgx_music.config import get_settings
 from dgx_music.errors import (
     DgxMusicError,
     GenerationError,
     GpuOutOfMemoryError,
     ModelLoadError,
 )
+from dgx_music.generation import codec
+from dgx_music.generation.checkpoints import download_hint, local_checkpoint_dir
+from dgx_music.generation.continuation import CROSSFADE_SECONDS, AudioPrompt
 from dgx_music.generation.request import (
     Backend,
     BatchItem,
@@ -44,6 +49,7 @@ from dgx_music.generation.request import (
 )
 from dgx_music.generation.sampling import JobSampler, SamplingComplete, SamplingJob
 from dgx_music.generation.twins import build_twin, is_twin
+from dgx_music.generation.windows import WindowedJob, frames_for, plan_windows, window_groups
 
 if TYPE_CHECKING:
     from transformers import MusicgenForConditionalGeneration
@@ -54,65 +60,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_SAMPLE_RATE = 32_000
 #: Codec frames per second of the real checkpoints, Hz (used when a config does not say).
 DEFAULT_FRAME_RATE = 50
-#: Weight files that mark a cached checkpoint as complete.
-WEIGHT_FILES = (
-    "model.safetensors",
-    "model.safetensors.index.json",
-    "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
-)
-
 _OOM_AMOUNT = re.compile(r"Tried to allocate\s+([\d.]+\s*[KMGT]?i?B)", re.IGNORECASE)
-
-
-def local_checkpoint_dir(repo_id: str, model_dir: Path | None) -> Path | None:
-    """The copy of ``repo_id`` under ``model_dir``, if there is one.
-
-    Parameters
-    ----------
-    repo_id
-        Hugging Face repository id, e.g. ``"facebook/musicgen-small"``.
-    model_dir
-        ``DGX_MUSIC_MODEL_DIR``; searched as ``<model_dir>/<repo name>`` (``musicgen-small``)
-        then ``<model_dir>/<repo id>`` (``facebook/musicgen-small``).
-
-    Returns
-    -------
-    Path or None
-        A directory holding ``config.json``, or ``None``.
-    """
-    if model_dir is None:
-        return None
-    for candidate in (model_dir / repo_id.split("/")[-1], model_dir / repo_id):
-        if (candidate / "config.json").is_file():
-            return candidate
-    return None
-
-
-def cached_checkpoint_dir(repo_id: str, cache_dir: Path | None = None) -> Path | None:
-    """The snapshot of ``repo_id`` in the Hugging Face cache, if it has a config and weights.
-
-    Reads only the local cache (``HF_HUB_CACHE``, or ``cache_dir``); never the network.
-    """
-    from huggingface_hub import try_to_load_from_cache
-
-    config = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache_dir)
-    if not isinstance(config, str):
-        return None
-    snapshot = Path(config).parent
-    if any((snapshot / name).is_file() for name in WEIGHT_FILES):
-        return snapshot
-    return None
-
-
-def download_hint(repo_id: str) -> str:
-    """What to run to fetch ``repo_id`` once, for error messages."""
-    name = repo_id.split("/")[-1]
-    return (
-        f"fetch it once with `hf download {repo_id}` (older huggingface_hub: "
-        f"`huggingface-cli download {repo_id}`) and run again, or copy the checkpoint to "
-        f"$DGX_MUSIC_MODEL_DIR/{name}"
-    )
 
 
 def _oom_amount(exc: BaseException) -> str | None:
@@ -191,6 +139,9 @@ class MusicgenBackend(Backend):
         the CPU afterwards) instead of raising :class:`GpuOutOfMemoryError`.
     model_dir
         Directory searched for a copy of a repository id before the Hugging Face cache.
+    context_seconds
+        Seconds of tokens that prompt each window after the first of a track longer than 30 s
+        (:mod:`dgx_music.generation.windows`); ``DGX_MUSIC_CONTEXT_SECONDS`` by default.
 
     Notes
     -----
@@ -207,8 +158,13 @@ class MusicgenBackend(Backend):
         device: str = "cpu",
         cpu_fallback: bool = True,
         model_dir: Path | None = None,
+        context_seconds: float | None = None,
     ) -> None:
         self.source = str(source)
+        #: Seconds of earlier tokens that prompt each window of a track past 30 s.
+        self.context_seconds = (
+            context_seconds if context_seconds is not None else get_settings().context_seconds
+        )
         self.name = name or self.source
         self.cpu_fallback = cpu_fallback
         self.model_dir = model_dir
@@ -351,6 +307,7 @@ class MusicgenBackend(Backend):
         *,
         seed: int,
         progress: ProgressCallback | None = None,
+        continuation: AudioPrompt | None = None,
     ) -> GenerationResult:
         """Generate exactly ``round(request.duration * sample_rate)`` samples for ``seed``.
 
@@ -363,7 +320,12 @@ class MusicgenBackend(Backend):
             the same audio, whatever runs beside it.
         progress
             Called with (decoding steps done, steps total) after every step, ending at
-            (total, total). What it raises ends the generation and is raised unchanged.
+            (total, total), counting the steps of every window of a long track. What it raises
+            ends the generation and is raised unchanged.
+        continuation
+            A track to continue: its last seconds prompt the model, and the result holds the new
+            part only, :data:`~dgx_music.generation.continuation.CROSSFADE_SECONDS` longer for
+            the join (:meth:`MusicEngine.generate` does the join).
 
         Returns
         -------
@@ -379,7 +341,7 @@ class MusicgenBackend(Backend):
         GenerationError
             Anything else went wrong while generating.
         """
-        (outcome,) = self.generate_batch([BatchItem(request, seed, progress)])
+        (outcome,) = self.generate_batch([BatchItem(request, seed, progress, continuation)])
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -406,7 +368,7 @@ class MusicgenBackend(Backend):
         # A retry on the CPU starts again from step 0; each caller still sees progress only
         # move forward.
         items = [
-            BatchItem(item.request, item.seed, _monotonic(item.progress))
+            dataclasses.replace(item, progress=_monotonic(item.progress))
             if item.progress is not None
             else item
             for item in items
@@ -496,70 +458,24 @@ class MusicgenBackend(Backend):
     def _generate_once(
         self, items: Sequence[BatchItem]
     ) -> list[tuple[np.ndarray, np.ndarray] | Exception]:
-        """One decoding loop for ``items`` on the current device: per job, its audio
-        (channels, samples) and codes (codebooks, frames), or what stopped it."""
+        """Every window of ``items`` on the current device, then each job's decode: per job, its
+        new audio (channels, samples) and codes (codebooks, frames), or what stopped it."""
         model = self._model
         assert model is not None and self._processor is not None
-        requests = [item.request for item in items]
-        jobs = [
-            SamplingJob(
-                seed=item.seed,
-                steps=self.steps_for(item.request.duration),
-                temperature=item.request.temperature,
-                top_k=item.request.top_k,
-                top_p=item.request.top_p,
-                guidance_scale=item.request.guidance_scale,
-                progress=item.progress,
-            )
-            for item in items
-        ]
-        guided = any(request.guidance_scale > 1 for request in requests)
-        sampler = JobSampler(
-            jobs,
-            num_codebooks=int(model.decoder.num_codebooks),
-            guided=guided,
-            device=self._device,
-        )
-        longest = max(request.duration for request in requests)
+        delay = max(self.codebook_delays)
+        longest = max(item.request.duration for item in items)
         try:
-            from transformers import LogitsProcessorList
-
+            jobs = [self._windowed(item, delay) for item in items]
             for job in jobs:
-                if job.progress is not None:
-                    job.progress(0, job.steps)
-            # The fast tokenizer is not reentrant ("Already borrowed" from a second thread).
-            with self._tokenizer_lock:
-                inputs = self._processor(
-                    text=[request.prompt for request in requests],
-                    padding=True,
-                    return_tensors="pt",
-                )
-            inputs = inputs.to(self._device)
+                if job.item.progress is not None:
+                    job.item.progress(0, job.total_steps)
             with torch.inference_mode():
-                try:
-                    # Greedy: the sampler does the whole draw and hands the library a one-hot;
-                    # the guidance scale only has to be > 1 for the unconditional half to exist.
-                    # The sampler stops the loop after the longest job's last step. The limit
-                    # lies past it by the codebook delay so that the library's end-of-sequence
-                    # padding never starts: it would pad a job's last frames differently
-                    # depending on what else is in the batch.
-                    model.generate(
-                        **inputs,
-                        do_sample=False,
-                        guidance_scale=max(request.guidance_scale for request in requests),
-                        max_new_tokens=max(job.steps for job in jobs) + max(self.codebook_delays),
-                        logits_processor=LogitsProcessorList([sampler]),
-                    )
-                except SamplingComplete:
-                    pass
-                else:
-                    raise GenerationError(
-                        f"{self.name} stopped after {sampler.steps_done} of "
-                        f"{max(job.steps for job in jobs)} decoding steps"
-                    )
-                return [
-                    self._finish(sampler, index, request) for index, request in enumerate(requests)
-                ]
+                index = 0
+                while groups := window_groups(jobs, index):
+                    for group in groups:
+                        self._run_window(group, index)
+                    index += 1
+                return [self._finish(job) for job in jobs]
         except torch.cuda.OutOfMemoryError:
             raise
         except Exception as exc:
@@ -570,37 +486,114 @@ class MusicgenBackend(Backend):
                 f"{type(exc).__name__}: {exc}"
             ) from exc
 
-    def _finish(
-        self, sampler: JobSampler, index: int, request: GenerationRequest
-    ) -> tuple[np.ndarray, np.ndarray] | Exception:
-        """Job ``index``'s audio from its own codes, and the codes; or what stopped it."""
-        job = sampler.jobs[index]
-        if sampler.errors[index] is not None:
-            return sampler.errors[index]
-        delays = self.codebook_delays
-        codes = sampler.codes(index, job.steps - max(delays), delays)
-        audio = _fit_length(self._decode(codes), round(request.duration * self.sample_rate))
-        if job.progress is not None:
-            try:
-                job.progress(job.steps, job.steps)
-            except Exception as exc:
-                return exc
-        return audio, codes.to("cpu").numpy()
-
-    def _decode(self, codes: torch.Tensor) -> np.ndarray:
-        """EnCodec's audio for one job's (codebooks, frames) codes: (channels, samples)."""
+    def _windowed(self, item: BatchItem, delay: int) -> WindowedJob:
+        """``item`` planned as windows, with its generator and its prompt's codes."""
         model = self._model
         assert model is not None
-        frames = codes[None, None]  # (chunks, batch, codebooks, frames)
-        if int(model.config.decoder.audio_channels) == 1:
-            parts = [frames]
-        else:  # stereo interleaves left and right codebooks
-            parts = [frames[:, :, ::2], frames[:, :, 1::2]]
-        audio = torch.cat(
-            [model.audio_encoder.decode(part, audio_scales=[None]).audio_values for part in parts],
-            dim=1,
+        seconds = item.request.duration
+        prompt = torch.zeros((int(model.decoder.num_codebooks), 0), dtype=torch.long)
+        if item.continuation is not None:
+            seconds += CROSSFADE_SECONDS
+            channels = int(model.config.decoder.audio_channels)
+            with torch.inference_mode():
+                prompt = codec.encode(model, item.continuation.conditioning(channels))
+        prompt = prompt.to(self._device)
+        windows = plan_windows(
+            frames_for(seconds, self.frame_rate),
+            context_frames=round(self.context_seconds * self.frame_rate),
+            prompt_frames=int(prompt.shape[-1]),
         )
-        return audio[0].to(device="cpu", dtype=torch.float32).numpy()
+        return WindowedJob(
+            item=item,
+            windows=windows,
+            delay=delay,
+            generator=torch.Generator(device=self._device).manual_seed(item.seed),
+            tokens=prompt,
+            prompt_frames=int(prompt.shape[-1]),
+        )
+
+    def _run_window(self, group: Sequence[WindowedJob], index: int) -> None:
+        """Window ``index`` of ``group`` (equal prompts' lengths) in one decoding loop; each
+        job's new codes are appended to its tokens, or its error recorded."""
+        model = self._model
+        assert model is not None
+        requests = [job.item.request for job in group]
+        sampling = [
+            SamplingJob(
+                seed=job.item.seed,
+                steps=job.steps(index),
+                temperature=job.item.request.temperature,
+                top_k=job.item.request.top_k,
+                top_p=job.item.request.top_p,
+                guidance_scale=job.item.request.guidance_scale,
+                progress=job.progress(index),
+                generator=job.generator,
+            )
+            for job in group
+        ]
+        sampler = JobSampler(
+            sampling,
+            num_codebooks=int(model.decoder.num_codebooks),
+            guided=any(request.guidance_scale > 1 for request in requests),
+            device=self._device,
+        )
+        from transformers import LogitsProcessorList
+
+        # The fast tokenizer is not reentrant ("Already borrowed" from a second thread).
+        with self._tokenizer_lock:
+            inputs = self._processor(
+                text=[request.prompt for request in requests], padding=True, return_tensors="pt"
+            )
+        inputs = inputs.to(self._device)
+        context = group[0].windows[index].context
+        if context:
+            # (jobs * codebooks, frames), undelayed: the library lays out the delay pattern.
+            inputs["decoder_input_ids"] = torch.cat([job.context(index) for job in group])
+        delays = self.codebook_delays
+        try:
+            # Greedy: the sampler does the whole draw and hands the library a one-hot; the
+            # guidance scale only has to be > 1 for the unconditional half to exist. The sampler
+            # stops the loop after the longest job's last step. The limit lies past it by the
+            # codebook delay so that the library's end-of-sequence padding never starts: it
+            # would pad a job's last frames differently depending on what else is in the batch.
+            model.generate(
+                **inputs,
+                do_sample=False,
+                guidance_scale=max(request.guidance_scale for request in requests),
+                max_new_tokens=max(job.steps for job in sampling) + max(delays),
+                logits_processor=LogitsProcessorList([sampler]),
+            )
+        except SamplingComplete:
+            pass
+        else:
+            raise GenerationError(
+                f"{self.name} stopped after {sampler.steps_done} of "
+                f"{max(job.steps for job in sampling)} decoding steps"
+            )
+        for position, job in enumerate(group):
+            if sampler.errors[position] is not None:
+                job.error = cast(Exception, sampler.errors[position])
+            else:
+                job.add(sampler.codes(position, job.windows[index].new, delays))
+
+    def _finish(self, job: WindowedJob) -> tuple[np.ndarray, np.ndarray] | Exception:
+        """The job's audio from its own codes (decoded in chunks, a continuation's prompt as
+        context only), and the codes; or what stopped it."""
+        if job.error is not None:
+            return job.error
+        model = self._model
+        assert model is not None
+        seconds = job.item.request.duration
+        if job.item.continuation is not None:
+            seconds += CROSSFADE_SECONDS
+        audio = codec.decode(model, job.tokens, start=job.prompt_frames)
+        audio = _fit_length(audio, round(seconds * self.sample_rate))
+        if job.item.progress is not None:
+            try:
+                job.item.progress(job.total_steps, job.total_steps)
+            except Exception as exc:
+                return exc
+        return audio, job.new_codes.to("cpu").numpy()
 
 
 def _fit_length(audio: np.ndarray, samples: int) -> np.ndarray:

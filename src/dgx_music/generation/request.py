@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,8 @@ from dgx_music.errors import ValidationError
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from dgx_music.generation.continuation import AudioPrompt
 
 #: Called with (steps done, steps total) while a model generates.
 ProgressCallback = Callable[[int, int], None]
@@ -35,6 +38,18 @@ def _check_number(name: str, value: Any) -> float:
     return float(value)
 
 
+def _generation_id(value: Any) -> str:
+    """``value`` as a generation id in canonical form (lower-case UUID with hyphens)."""
+    if not isinstance(value, str):
+        raise ValidationError("continue_from", "must be a generation id (a UUID)")
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError as exc:
+        raise ValidationError(
+            "continue_from", f"{value!r} is not a generation id (a UUID)", limit="a UUID"
+        ) from exc
+
+
 @dataclass(frozen=True, kw_only=True)
 class GenerationRequest:
     """What to generate. Construction validates every field.
@@ -53,6 +68,10 @@ class GenerationRequest:
     temperature, top_k, top_p, guidance_scale
         Sampling: temperature > 0, top_k >= 0 (0 disables), top_p in [0, 1] (0 disables),
         classifier-free guidance >= 1 (1 disables).
+    continue_from
+        The id (a UUID) of a completed generation whose track this one continues: the output is
+        that track, then ``duration`` seconds of new music. Whether it exists and is completed is
+        checked where the history is (the API's submit, the worker).
     """
 
     prompt: str
@@ -63,6 +82,7 @@ class GenerationRequest:
     top_k: int = DEFAULT_TOP_K
     top_p: float = DEFAULT_TOP_P
     guidance_scale: float = DEFAULT_GUIDANCE
+    continue_from: str | None = None
 
     def __post_init__(self) -> None:
         settings = get_settings()
@@ -125,6 +145,8 @@ class GenerationRequest:
             raise ValidationError("top_p", "must be between 0 and 1", limit="0 <= top_p <= 1")
         if _check_number("guidance_scale", self.guidance_scale) < 1:
             raise ValidationError("guidance_scale", "must be at least 1", limit=">= 1")
+        if self.continue_from is not None:
+            object.__setattr__(self, "continue_from", _generation_id(self.continue_from))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -136,6 +158,7 @@ class GenerationRequest:
             "top_k": self.top_k,
             "top_p": self.top_p,
             "guidance_scale": self.guidance_scale,
+            "continue_from": self.continue_from,
         }
 
 
@@ -157,7 +180,10 @@ class GenerationResult:
     #: What the model itself knows about the music (the synth model reports its tempo and key).
     reported: dict[str, Any] = field(default_factory=dict)
     #: The EnCodec codes the audio was decoded from, int64 (codebooks, frames); MusicGen only.
+    #: A continuation's are those of its new part.
     codes: np.ndarray | None = None
+    #: What the audio continues (:meth:`AudioPrompt.describe`), for a continuation.
+    continued_from: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float:
@@ -170,11 +196,13 @@ class GenerationResult:
 
 @dataclass(frozen=True)
 class BatchItem:
-    """One job of a batch: its request, its seed and its own progress callback."""
+    """One job of a batch: its request, its seed, its own progress callback and, for a
+    continuation, the track it continues."""
 
     request: GenerationRequest
     seed: int
     progress: ProgressCallback | None = None
+    continuation: AudioPrompt | None = None
 
 
 #: What a batch gives back for each job: its result, or what went wrong with that job alone.
@@ -204,8 +232,12 @@ class Backend:
         *,
         seed: int,
         progress: ProgressCallback | None = None,
+        continuation: AudioPrompt | None = None,
     ) -> GenerationResult:
-        """Generate ``request.duration`` seconds of audio, exactly, reproducibly for ``seed``."""
+        """Generate ``request.duration`` seconds of audio, exactly, reproducibly for ``seed``.
+
+        With ``continuation``, generate what follows that track instead (conditioned on it where
+        the model can hear audio), ``CROSSFADE_SECONDS`` longer: the engine joins the two."""
         raise NotImplementedError
 
     def generate_batch(self, items: Sequence[BatchItem]) -> list[BatchOutcome]:
@@ -217,7 +249,14 @@ class Backend:
         outcomes: list[BatchOutcome] = []
         for item in items:
             try:
-                outcomes.append(self.generate(item.request, seed=item.seed, progress=item.progress))
+                outcomes.append(
+                    self.generate(
+                        item.request,
+                        seed=item.seed,
+                        progress=item.progress,
+                        continuation=item.continuation,
+                    )
+                )
             except Exception as exc:
                 outcomes.append(exc)
         return outcomes

@@ -52,6 +52,9 @@ class SamplingJob:
     progress
         Called with (steps done, ``steps``) after each of the job's steps, below ``steps``; the
         backend reports the end itself once the audio is decoded.
+    generator
+        The job's generator when it already has one (the windows of a long track draw from one
+        stream, so the seed reproduces the whole track); otherwise one is seeded from ``seed``.
     """
 
     seed: int
@@ -61,6 +64,7 @@ class SamplingJob:
     top_p: float
     guidance_scale: float
     progress: ProgressCallback | None = None
+    generator: torch.Generator | None = None
 
 
 class JobSampler:
@@ -99,7 +103,10 @@ class JobSampler:
         self.guided = guided
         self.device = torch.device(device)
         self.generators = [
-            torch.Generator(device=self.device).manual_seed(job.seed) for job in self.jobs
+            job.generator
+            if job.generator is not None
+            else torch.Generator(device=self.device).manual_seed(job.seed)
+            for job in self.jobs
         ]
         self.tokens: list[torch.Tensor] = []
         self._stacked: torch.Tensor | None = None

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dgx_music.audio.metadata import key_name, pitch_class
+from dgx_music.generation.continuation import CROSSFADE_SECONDS, AudioPrompt
 from dgx_music.generation.request import (
     Backend,
     GenerationRequest,
@@ -267,6 +268,7 @@ class SynthBackend(Backend):
         *,
         seed: int,
         progress: ProgressCallback | None = None,
+        continuation: AudioPrompt | None = None,
     ) -> GenerationResult:
         """Render ``request.duration`` seconds (exactly ``round(duration * 32000)`` samples).
 
@@ -278,6 +280,9 @@ class SynthBackend(Backend):
             Random seed; with the prompt it fixes every choice.
         progress
             Called with (bars done, bars total) after each bar.
+        continuation
+            A track to follow. The arranger does not listen to it: it renders its own music,
+            ``CROSSFADE_SECONDS`` longer, for the engine to join after the track.
 
         Returns
         -------
@@ -287,7 +292,8 @@ class SynthBackend(Backend):
         started = time.perf_counter()
         rng = _rng_for(request.prompt, seed)
         arrangement = choose_arrangement(request.prompt, rng)
-        audio = self._render(arrangement, request.duration, rng, progress)
+        seconds = request.duration + (CROSSFADE_SECONDS if continuation is not None else 0.0)
+        audio = self._render(arrangement, seconds, rng, progress)
         elapsed = time.perf_counter() - started
         logger.debug(
             "synth rendered %.2f s at %.1f BPM in %s in %.3f s",

@@ -50,9 +50,11 @@ from dgx_music.errors import (
     NotFoundError,
     StorageError,
 )
+from dgx_music.generation.continuation import AudioPrompt
 from dgx_music.generation.engine import MusicEngine, get_engine
 from dgx_music.generation.request import GenerationRequest, GenerationResult, ProgressCallback
 from dgx_music.jobs.queue import Job, JobManager, JobOutput
+from dgx_music.jobs.sources import load_source
 from dgx_music.storage import files
 from dgx_music.storage.database import get_database
 from dgx_music.storage.files import relative_output_path
@@ -109,16 +111,20 @@ def produce_track(
     normalizer: LoudnessNormalizer | None = None,
     progress: ProgressCallback | None = None,
     before_commit: Callable[[], None] | None = None,
+    continuation: AudioPrompt | None = None,
 ) -> Track:
     """Generate ``request`` and leave a finished WAV at ``final_path``.
 
     The file appears at ``final_path`` only when everything before the rename succeeded; on any
     failure the temp file is removed and the exception propagates. ``before_commit`` runs just
     before the rename (a worker checks it still holds the job there); if it raises, nothing
-    reaches ``final_path``.
+    reaches ``final_path``. With ``continuation`` the file is that track and the new music after
+    it, normalised as one track.
     """
     started = time.perf_counter()
-    generation = (engine or get_engine()).generate(request, progress=progress)
+    generation = (engine or get_engine()).generate(
+        request, progress=progress, continuation=continuation
+    )
     return finish_track(
         request,
         generation,
@@ -180,6 +186,8 @@ def job_output(track: Track, relative_path: Path) -> JobOutput:
         realtime_factor=generation.realtime_factor,
         reported=dict(generation.reported),
     )
+    if generation.continued_from is not None:
+        details["continued_from"] = dict(generation.continued_from)
     return JobOutput(
         file_path=relative_path.as_posix(),
         file_size=export.size_bytes,
@@ -343,25 +351,30 @@ def run_jobs(
     settings = settings or manager.settings
     engine = engine or get_engine()
     finished: dict[str, Job] = {}
-    ready: list[tuple[JobLease, GenerationRequest, Path, Path]] = []
+    ready: list[tuple[JobLease, GenerationRequest, Path, Path, AudioPrompt | None]] = []
     for lease in leases:
         job = lease.job
         relative = relative_output_path(job.id, job.created_at)
         final = settings.output_dir / relative
         try:
             request = job.request()
+            source = None
+            if request.continue_from is not None:
+                source = load_source(manager, settings.output_dir, request.continue_from)
             final.parent.mkdir(parents=True, exist_ok=True)
         except Exception as exc:
             lease.ended = True
             finished[job.id] = _settle(manager, job, worker_id, exc)
         else:
-            ready.append((lease, request, final, relative))
+            ready.append((lease, request, final, relative, source))
     if ready:
         started = time.perf_counter()
         outcomes = engine.generate_batch(
-            [request for _, request, _, _ in ready], [lease.on_progress for lease, *_ in ready]
+            [request for _, request, *_ in ready],
+            [lease.on_progress for lease, *_ in ready],
+            [source for *_, source in ready],
         )
-        for (lease, request, final, relative), outcome in zip(ready, outcomes, strict=True):
+        for (lease, request, final, relative, _), outcome in zip(ready, outcomes, strict=True):
             finished[lease.job.id] = _finish_job(
                 manager, lease, request, outcome, final, relative, worker_id, started
             )
@@ -452,11 +465,13 @@ def generate_and_record(
     manager: JobManager | None = None,
     engine: MusicEngine | None = None,
     settings: Settings | None = None,
+    continuation: AudioPrompt | None = None,
 ) -> RecordedTrack:
     """Generate ``request`` now, into the output layout, and record it as completed.
 
     The database is opened first, so an unreachable one fails before any work. With ``out``,
-    a copy of the file is also written there (atomically).
+    a copy of the file is also written there (atomically). ``continuation`` is a track to
+    continue (the CLI's ``--continue FILE``); a request's ``continue_from`` id is read here.
 
     Raises
     ------
@@ -477,7 +492,11 @@ def generate_and_record(
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ExportError(final, describe_os_error(exc)) from exc
-    track = produce_track(request, final, engine=engine, progress=progress)
+    if continuation is None and request.continue_from is not None:
+        continuation = load_source(manager, settings.output_dir, request.continue_from)
+    track = produce_track(
+        request, final, engine=engine, progress=progress, continuation=continuation
+    )
     try:
         job = manager.record_completed(
             job_id,

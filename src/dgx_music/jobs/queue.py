@@ -92,6 +92,7 @@ JOB_COLUMNS = (
     Generation.top_k,
     Generation.top_p,
     Generation.guidance_scale,
+    Generation.continue_from,
     Generation.attempts,
     Generation.worker_id,
     Generation.lease_expires_at,
@@ -110,7 +111,7 @@ JOB_COLUMNS = (
     Generation.true_peak,
     Generation.tempo_bpm,
     Generation.key,
-    Generation.audio_metadata,
+    Generation.audio_metadata.label("metadata"),
     Generation.error,
 )
 # Statements built once: SQLAlchemy then compiles each once and, given the same object again,
@@ -206,6 +207,8 @@ class Job:
     top_k: int
     top_p: float
     guidance_scale: float
+    #: The generation this one continues, if any.
+    continue_from: str | None = None
     attempts: int
     worker_id: str | None
     lease_expires_at: datetime | None
@@ -250,6 +253,7 @@ class Job:
             top_k=row.top_k,
             top_p=row.top_p,
             guidance_scale=row.guidance_scale,
+            continue_from=row.continue_from,
             attempts=row.attempts,
             worker_id=row.worker_id,
             lease_expires_at=row.lease_expires_at,
@@ -274,73 +278,11 @@ class Job:
 
     @classmethod
     def from_columns(cls, row: Row[Any]) -> Job:
-        """The snapshot of a row selected with :data:`JOB_COLUMNS`."""
-        (
-            job_id,
-            prompt,
-            status,
-            model,
-            device,
-            duration,
-            seed,
-            temperature,
-            top_k,
-            top_p,
-            guidance_scale,
-            attempts,
-            worker_id,
-            lease_expires_at,
-            progress,
-            created_at,
-            started_at,
-            completed_at,
-            generation_seconds,
-            file_path,
-            file_size,
-            sha256,
-            sample_rate,
-            channels,
-            actual_duration,
-            lufs,
-            true_peak,
-            tempo_bpm,
-            key,
-            metadata,
-            error,
-        ) = row
-        return cls(
-            id=job_id,
-            prompt=prompt,
-            status=GenerationStatus(status),
-            model=model,
-            device=device,
-            duration=duration,
-            seed=seed,
-            temperature=temperature,
-            top_k=top_k,
-            top_p=top_p,
-            guidance_scale=guidance_scale,
-            attempts=attempts,
-            worker_id=worker_id,
-            lease_expires_at=lease_expires_at,
-            progress=progress,
-            created_at=created_at,
-            started_at=started_at,
-            completed_at=completed_at,
-            generation_seconds=generation_seconds,
-            file_path=file_path,
-            file_size=file_size,
-            sha256=sha256,
-            sample_rate=sample_rate,
-            channels=channels,
-            actual_duration=actual_duration,
-            lufs=lufs,
-            true_peak=true_peak,
-            tempo_bpm=tempo_bpm,
-            key=key,
-            metadata=dict(metadata or {}),
-            error=error,
-        )
+        """The snapshot of a row selected with :data:`JOB_COLUMNS` (labelled as the fields)."""
+        values = dict(row._mapping)
+        values["status"] = GenerationStatus(values["status"])
+        values["metadata"] = dict(values["metadata"] or {})
+        return cls(**values)
 
     def evolve(self, **changes: Any) -> Job:
         """A copy with ``changes`` applied."""
@@ -370,6 +312,7 @@ class Job:
             top_k=self.top_k,
             top_p=self.top_p,
             guidance_scale=self.guidance_scale,
+            continue_from=self.continue_from,
         )
 
 
@@ -501,6 +444,7 @@ class JobManager:
             top_k=request.top_k,
             top_p=request.top_p,
             guidance_scale=request.guidance_scale,
+            continue_from=request.continue_from,
             attempts=0,
             worker_id=None,
             lease_expires_at=None,
@@ -536,6 +480,7 @@ class JobManager:
                     "top_k": job.top_k,
                     "top_p": job.top_p,
                     "guidance_scale": job.guidance_scale,
+                    "continue_from": job.continue_from,
                     "attempts": 0,
                     "progress": 0.0,
                     "created_at": now,
@@ -571,6 +516,7 @@ class JobManager:
                 top_k=request.top_k,
                 top_p=request.top_p,
                 guidance_scale=request.guidance_scale,
+                continue_from=request.continue_from,
                 attempts=1,
                 worker_id=worker_id,
                 progress=1.0,
@@ -636,16 +582,22 @@ class JobManager:
         model: str,
         limit: int,
         lease_seconds: float | None = None,
+        durations: tuple[float, float] | None = None,
     ) -> list[Job]:
         """Take up to ``limit`` more of the oldest pending jobs of ``model``, as :meth:`claim`
-        takes one: the jobs a worker generates in one batch beside the one it claimed."""
+        takes one: the jobs a worker generates in one batch beside the one it claimed.
+        ``durations`` = ``(low, high]`` keeps to jobs of that length, seconds."""
         if limit <= 0:
             return []
         now = self.clock()
         lease = timedelta(seconds=lease_seconds or self.settings.lease_seconds)
+        condition = (Generation.status == GenerationStatus.PENDING) & (Generation.model == model)
+        if durations is not None:
+            low, high = durations
+            condition &= (Generation.duration > low) & (Generation.duration <= high)
         oldest = (
             select(Generation.id)
-            .where((Generation.status == GenerationStatus.PENDING) & (Generation.model == model))
+            .where(condition)
             .order_by(Generation.created_at, Generation.id)
             .limit(limit)
         )

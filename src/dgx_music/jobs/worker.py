@@ -22,6 +22,7 @@ from types import FrameType
 from dgx_music.config import Settings, get_settings
 from dgx_music.errors import DatabaseUnavailableError, DgxMusicError, LeaseLostError
 from dgx_music.generation.engine import MusicEngine, get_engine
+from dgx_music.generation.windows import duration_band
 from dgx_music.jobs.pipeline import JobLease, run_jobs
 from dgx_music.jobs.queue import Job, JobManager, JobStatus
 from dgx_music.storage.database import get_database
@@ -138,7 +139,8 @@ class Worker:
         return batch[0]
 
     def _claim_batch_mates(self, engine: MusicEngine, job: Job) -> list[Job]:
-        """More pending jobs of ``job``'s model, to generate beside it."""
+        """More pending jobs of ``job``'s model and of as many windows (about as long), to
+        generate beside it (:func:`~dgx_music.generation.windows.duration_band`)."""
         try:
             limit = engine.batch_limit(job.model, self.settings.batch_size)
         except DgxMusicError:
@@ -148,6 +150,7 @@ class Worker:
             model=job.model,
             limit=limit - 1,
             lease_seconds=self.settings.lease_seconds,
+            durations=duration_band(job.duration, self.settings.context_seconds),
         )
 
     def run_claimed(self, job: Job) -> Job:

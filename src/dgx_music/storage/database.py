@@ -55,7 +55,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 #: The newest revision in ``migrations/versions``, so opening an up-to-date database needs no
 #: Alembic at all (importing it and loading the scripts cost a CLI command 0.2 s); a test checks
 #: it against Alembic's own head.
-SCHEMA_HEAD = "0002"
+SCHEMA_HEAD = "0003"
 #: Execution option that makes a SQLite transaction begin with ``BEGIN IMMEDIATE``.
 SQLITE_BEGIN_OPTION = "dgx_sqlite_begin"
 

@@ -173,6 +173,9 @@ class Generation(Base):
     top_k: Mapped[int] = mapped_column(Integer)
     top_p: Mapped[float] = mapped_column(Float)
     guidance_scale: Mapped[float] = mapped_column(Float)
+    #: The generation whose track this one continues. No foreign key: the history keeps what a
+    #: track continued after its source is deleted (the metadata holds the same fact).
+    continue_from: Mapped[str | None] = mapped_column(Uuid(as_uuid=False))
 
     # The queue.
     status: Mapped[GenerationStatus] = mapped_column(

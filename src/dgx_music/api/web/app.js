@@ -17,6 +17,7 @@
     historyTimer: null,
     historyOffset: 0,
     objectUrls: [],
+    continueFrom: null, // the completed generation the next submission continues
   };
 
   const $ = (id) => document.getElementById(id);
@@ -140,7 +141,33 @@
     if (seed !== "") {
       payload.seed = Number(seed);
     }
+    if (state.continueFrom) {
+      payload.continue_from = state.continueFrom.id;
+    }
     return payload;
+  }
+
+  // "Extend": the next submission continues a finished track (its last 25 s condition the
+  // model; the result is that track followed by the new seconds).
+  function continueFrom(job) {
+    state.continueFrom = job;
+    $("prompt").value = job.prompt;
+    if (job.model) {
+      $("model").value = job.model;
+    }
+    $("continue-text").textContent =
+      `Extends “${job.prompt}” (${formatSeconds(job.audio.duration)}): ` +
+      "the duration is the new music added after it.";
+    $("continue-note").hidden = false;
+    $("submit-button").textContent = "Extend";
+    $("generate-form").scrollIntoView({ behavior: "smooth", block: "start" });
+    $("duration").focus();
+  }
+
+  function startFresh() {
+    state.continueFrom = null;
+    $("continue-note").hidden = true;
+    $("submit-button").textContent = "Generate";
   }
 
   async function submit(event) {
@@ -155,6 +182,7 @@
         body: JSON.stringify(readForm()),
       });
       follow(job);
+      startFresh();
       refreshHistory();
     } catch (error) {
       showApiError(error);
@@ -168,6 +196,7 @@
   function follow(job) {
     clearTimeout(state.pollTimer);
     state.currentId = job.id;
+    $("current").dataset.jobId = job.id;
     releaseObjectUrls();
     $("result").hidden = true;
     $("player").removeAttribute("src");
@@ -384,6 +413,7 @@
     if (job.status === "completed") {
       actions.append(
         actionButton("Play", `Play “${job.prompt}”`, () => playFromHistory(job)),
+        actionButton("Extend", `Extend “${job.prompt}”`, () => continueFrom(job)),
         downloadLink(job),
       );
     } else if (!FINAL.has(job.status)) {
@@ -538,6 +568,7 @@
         $(`${name}-error`).hidden = true;
       });
     }
+    $("continue-clear").addEventListener("click", startFresh);
     $("refresh-history").addEventListener("click", refreshHistory);
     $("history-newer").addEventListener("click", () => {
       state.historyOffset = Math.max(0, state.historyOffset - PAGE_SIZE);
