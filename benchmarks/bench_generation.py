@@ -324,7 +324,7 @@ class CodecDecodeMemory(Benchmark):
     param_names = ["seconds"]
     timeout = 1800.0
 
-    def setup_cache(self) -> dict[float, float] | None:
+    def setup_cache(self) -> dict[float, float]:
         configure_process()
         try:
             import torch
@@ -332,7 +332,9 @@ class CodecDecodeMemory(Benchmark):
             from dgx_music.generation import codec
             from dgx_music.generation.twins import build_twin
         except ImportError:
-            return None  # an old commit without the chunked decode
+            # An old commit without the chunked decode. Not None: asv passes a None cache to
+            # nothing, and ``setup`` would then miss its argument instead of skipping.
+            return {}
         model, _ = build_twin(TWINS[0], dtype=torch.float32)
         generator = torch.Generator().manual_seed(0)
         peaks: dict[float, float] = {}
@@ -342,8 +344,8 @@ class CodecDecodeMemory(Benchmark):
                 peaks[seconds] = torch_peak_mib(lambda codes=codes: codec.decode(model, codes))
         return peaks
 
-    def setup(self, peaks: dict[float, float] | None, seconds: float) -> None:
-        if peaks is None:
+    def setup(self, peaks: dict[float, float], seconds: float) -> None:
+        if not peaks:
             raise NotImplementedError("dgx_music.generation.codec is missing")
 
     @track("MiB")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dgx_music.audio.metadata import relative_key
+from dgx_music.audio.notes import relative_key
 from tests.browser.conftest import API_KEY
 
 # Also added by tests/conftest.py to everything in this folder; explicit for readers.
@@ -134,7 +134,7 @@ def test_extend_a_track(page: Any, artifacts: Path) -> None:
 
 def test_errors_are_shown_next_to_their_fields(page: Any, artifacts: Path) -> None:
     page.fill("#prompt", "   ")
-    page.fill("#duration", "99")
+    page.fill("#duration", "399")
     page.click("#submit-button")
 
     page.wait_for_selector("#prompt-error", state="visible")
@@ -145,7 +145,7 @@ def test_errors_are_shown_next_to_their_fields(page: Any, artifacts: Path) -> No
     page.click("#submit-button")
 
     page.wait_for_selector("#duration-error", state="visible")
-    assert "at most 30" in page.text_content("#duration-error")
+    assert "at most 300" in page.text_content("#duration-error")
     assert page.get_attribute("#duration", "aria-invalid") == "true"
     assert page.evaluate("document.activeElement.id") == "duration"
     assert page.is_hidden("#current")

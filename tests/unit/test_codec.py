@@ -78,3 +78,21 @@ def test_encoding_gives_the_codes_a_decode_reads(small_codec):
     torch.testing.assert_close(codes, again)
     with pytest.raises(ValueError, match="1 channel"):
         codec.encode(small_codec, np.zeros((2, 640), dtype=np.float32))
+
+
+def test_a_stereo_checkpoint_encodes_and_decodes_each_channel_alone():
+    # Stereo MusicGen interleaves left and right codebooks (left 0, right 0, left 1, ...), each
+    # channel its own EnCodec stream: silence on the right must stay silence.
+    model, _ = build_twin("twin:facebook/musicgen-stereo-small", dtype=torch.float32)
+    rng = np.random.default_rng(7)
+    audio = np.stack([rng.normal(0, 0.1, 32_000), np.zeros(32_000)]).astype(np.float32)
+    with torch.inference_mode():
+        codes = codec.encode(model, audio)
+        decoded = codec.decode(model, codes)
+        mono = model.audio_encoder.encode(torch.from_numpy(audio[1:])[None]).audio_codes[0, 0]
+    assert codes.shape == (8, 50)
+    torch.testing.assert_close(codes[1::2], mono)  # the right channel's codebooks
+    assert decoded.shape == (2, 32_000)
+    with torch.inference_mode():
+        right_alone = codec._decode_once(model, torch.repeat_interleave(mono, 2, dim=0))[1]
+    np.testing.assert_allclose(decoded[1], right_alone.numpy(), atol=1e-5)
