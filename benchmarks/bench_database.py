@@ -11,7 +11,12 @@ from __future__ import annotations
 from functools import lru_cache
 
 try:
-    from dgx_music.jobs.queue import JobManager, JobOutput
+    from dgx_music.jobs.queue import JobManager
+
+    try:
+        from dgx_music.jobs.records import JobOutput
+    except ImportError:  # before the job records had a module of their own
+        from dgx_music.jobs.queue import JobOutput
     from dgx_music.storage.database import Database, upgrade
     from dgx_music.storage.models import GenerationStatus
 except ImportError:  # an old commit without the queue: asv skips the suite

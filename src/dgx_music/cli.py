@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from dgx_music.generation.request import GenerationRequest
-    from dgx_music.jobs.queue import JobManager, JobStatus
+    from dgx_music.jobs.queue import JobManager
+    from dgx_music.jobs.records import JobStatus
 
 app = typer.Typer(
     name="dgx-music",
@@ -257,7 +258,7 @@ def job_manager() -> JobManager:
 
 
 def parse_status(status: str | None) -> JobStatus | None:
-    from dgx_music.jobs.queue import JobStatus
+    from dgx_music.jobs.records import JobStatus
 
     if status is None:
         return None
@@ -292,7 +293,7 @@ def jobs(
     offset: Annotated[int, typer.Option(min=0, help="Rows to skip (newest first).")] = 0,
 ) -> None:
     """List generations, newest first."""
-    from dgx_music.jobs.queue import JobStatus
+    from dgx_music.jobs.records import JobStatus
 
     if ctx.invoked_subcommand is not None:
         return

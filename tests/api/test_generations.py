@@ -11,7 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from dgx_music.config import get_settings
-from dgx_music.jobs.queue import JobManager, JobOutput
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.records import JobOutput
 from tests.api.helpers import API, synth_body, wait_for_job
 from tests.utils.db_helpers import synth_request
 

@@ -12,7 +12,8 @@ from tests.utils.db_helpers import wav_files
 from dgx_music.config import get_settings
 from dgx_music.generation.engine import MusicEngine
 from dgx_music.generation.request import GenerationRequest
-from dgx_music.jobs.queue import JobManager, JobStatus
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.records import JobStatus
 from dgx_music.jobs.worker import Worker
 from dgx_music.storage.database import Database
 from dgx_music.storage.models import Generation

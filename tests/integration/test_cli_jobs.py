@@ -13,7 +13,8 @@ from tests.utils.db_helpers import synth_request, wav_files
 from typer.testing import CliRunner
 
 from dgx_music.cli import app
-from dgx_music.jobs.queue import JobManager, JobStatus
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.records import JobStatus
 from dgx_music.storage.database import Database
 from dgx_music.storage.files import relative_output_path
 

@@ -18,10 +18,11 @@ from tests.utils.db_helpers import synth_request, wav_files
 from tests.utils.mock_helpers import MockMusicGenerationEngine
 
 from dgx_music.audio import quality
-from dgx_music.audio.metadata import relative_key
+from dgx_music.audio.notes import relative_key
 from dgx_music.jobs import pipeline
 from dgx_music.jobs.pipeline import generate_and_record
-from dgx_music.jobs.queue import Job, JobManager
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.records import Job
 from dgx_music.jobs.worker import Worker
 from dgx_music.storage.models import GenerationStatus
 

@@ -28,7 +28,8 @@ from dgx_music.audio import export
 from dgx_music.cli import app
 from dgx_music.config import get_settings
 from dgx_music.generation.engine import MusicEngine
-from dgx_music.jobs.queue import Job, JobManager
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.records import Job
 from dgx_music.jobs.worker import Worker
 from dgx_music.storage.models import GenerationStatus
 

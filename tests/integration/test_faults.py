@@ -35,7 +35,8 @@ from dgx_music.generation.engine import MusicEngine
 from dgx_music.generation.request import GenerationRequest, GenerationResult, ProgressCallback
 from dgx_music.jobs import worker as worker_module
 from dgx_music.jobs.pipeline import run_job
-from dgx_music.jobs.queue import JobManager, JobStatus
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.records import JobStatus
 from dgx_music.jobs.worker import Worker
 from dgx_music.storage.database import Database
 

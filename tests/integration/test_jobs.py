@@ -25,7 +25,8 @@ from tests.utils.processes import finish
 from dgx_music.audio import quality
 from dgx_music.errors import GenerationError
 from dgx_music.jobs.pipeline import generate_and_record, run_job
-from dgx_music.jobs.queue import JobManager, JobStatus
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.records import JobStatus
 from dgx_music.jobs.worker import Worker, run_workers
 from dgx_music.storage.database import Database
 from dgx_music.storage.files import file_sha256

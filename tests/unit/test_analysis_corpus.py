@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import pytest
 
-from dgx_music.audio import metadata
+from dgx_music.audio import metadata, notes
 from tests.utils import music_corpus
 
 #: Clips in the corpus (3 per key) and their length, seconds.
@@ -46,11 +46,11 @@ def describe_tempo_miss(found: float | None, truth: float) -> str:
 def describe_key_miss(found: str | None, truth: str) -> str:
     if found is None:
         return "no key"
-    if found == metadata.relative_key(truth):
+    if found == notes.relative_key(truth):
         return f"{found} (the relative)"
     tonic, _, mode = truth.partition(" ")
     found_tonic, _, found_mode = found.partition(" ")
-    interval = (metadata.pitch_class(found_tonic) - metadata.pitch_class(tonic)) % 12
+    interval = (notes.pitch_class(found_tonic) - notes.pitch_class(tonic)) % 12
     if found_mode == mode and interval in (5, 7):
         return f"{found} (a fifth away)"
     if found_tonic == tonic:
@@ -121,7 +121,7 @@ def test_the_corpus_covers_what_it_promises() -> None:
     # tempi spread over 60-180 BPM (every 20 BPM band), drums off and on, the relative-minor
     # progressions present.
     clips = music_corpus.corpus(N_CLIPS, CLIP_SECONDS)
-    assert Counter(clip.key for clip in clips) == {key: N_CLIPS // 24 for key in metadata.KEY_NAMES}
+    assert Counter(clip.key for clip in clips) == {key: N_CLIPS // 24 for key in notes.KEY_NAMES}
     for values in (
         [clip.sample_rate for clip in clips],
         [clip.audio.shape[0] for clip in clips],

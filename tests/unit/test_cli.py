@@ -129,7 +129,8 @@ def test_info_lists_the_shape_twins_parameter_counts():
 def test_db_check_reports_wrong_generation_counts_and_cleanup_rebuilds_them(database):
     from sqlalchemy import text
 
-    from dgx_music.jobs.queue import JobManager, JobStatus
+    from dgx_music.jobs.queue import JobManager
+    from dgx_music.jobs.records import JobStatus
     from tests.utils.db_helpers import synth_request
 
     manager = JobManager(database)

@@ -18,7 +18,8 @@ from alembic import command
 from sqlalchemy import text
 
 from dgx_music.errors import JobStateError
-from dgx_music.jobs.queue import Job, JobManager, JobOutput, JobStatus
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.records import Job, JobOutput, JobStatus
 from dgx_music.storage.database import (
     SCHEMA_HEAD,
     Database,

@@ -9,7 +9,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 
-from dgx_music.audio import export, metadata
+from dgx_music.audio import export, metadata, notes
 from dgx_music.audio.metadata import AudioMetadata, analyze
 from dgx_music.errors import InvalidAudioError
 from dgx_music.generation.request import GenerationRequest
@@ -46,7 +46,7 @@ def _tempo_matches(detected: float | None, expected: float) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("index", "key"), list(enumerate(metadata.KEY_NAMES)), ids=list(metadata.KEY_NAMES)
+    ("index", "key"), list(enumerate(notes.KEY_NAMES)), ids=list(notes.KEY_NAMES)
 )
 def test_tempo_and_key_of_synth_output(index: int, key: str) -> None:
     tempo = 60 + 5 * index  # 60..175 BPM across the 24 keys
@@ -60,7 +60,7 @@ def test_tempo_and_key_of_synth_output(index: int, key: str) -> None:
 
     assert _tempo_matches(found.tempo_bpm, tempo), (found.tempo_bpm, tempo)
     assert found.tempo_confidence > 0.5
-    assert found.key in (key, metadata.relative_key(key)), (found.key, key)
+    assert found.key in (key, notes.relative_key(key)), (found.key, key)
     assert found.key_confidence > 0.5
 
 
@@ -270,9 +270,9 @@ def test_input_is_not_modified() -> None:
 
 
 def test_key_names_are_24_distinct_sharp_names() -> None:
-    assert len(set(metadata.KEY_NAMES)) == 24
-    assert "A minor" in metadata.KEY_NAMES and "F# major" in metadata.KEY_NAMES
-    assert not any("b " in name for name in metadata.KEY_NAMES)
+    assert len(set(notes.KEY_NAMES)) == 24
+    assert "A minor" in notes.KEY_NAMES and "F# major" in notes.KEY_NAMES
+    assert not any("b " in name for name in notes.KEY_NAMES)
 
 
 @pytest.mark.parametrize(
@@ -280,20 +280,20 @@ def test_key_names_are_24_distinct_sharp_names() -> None:
     [("C", 0), ("c#", 1), ("Db", 1), ("E♭", 3), ("F♯", 6), ("B#", 0), ("Cb", 11), ("bb", 10)],
 )
 def test_pitch_class(name: str, pitch: int) -> None:
-    assert metadata.pitch_class(name) == pitch
+    assert notes.pitch_class(name) == pitch
 
 
 def test_pitch_class_rejects_non_notes() -> None:
     with pytest.raises(ValueError, match="not a note name"):
-        metadata.pitch_class("H")
+        notes.pitch_class("H")
 
 
 def test_relative_keys() -> None:
-    assert metadata.relative_key("A minor") == "C major"
-    assert metadata.relative_key("C major") == "A minor"
-    assert metadata.relative_key("D# minor") == "F# major"
-    for key in metadata.KEY_NAMES:
-        assert metadata.relative_key(metadata.relative_key(key)) == key
+    assert notes.relative_key("A minor") == "C major"
+    assert notes.relative_key("C major") == "A minor"
+    assert notes.relative_key("D# minor") == "F# major"
+    for key in notes.KEY_NAMES:
+        assert notes.relative_key(notes.relative_key(key)) == key
 
 
 # --- metrical and tonal traps (hand-built, not the synth) ----------------------------------------

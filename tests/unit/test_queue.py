@@ -11,13 +11,9 @@ import pytest
 
 from dgx_music.config import get_settings
 from dgx_music.errors import JobStateError, LeaseLostError, NotFoundError
-from dgx_music.jobs.queue import (
-    Job,
-    JobManager,
-    JobOutput,
-    JobStatus,
-    check_transition,
-)
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.records import Job, JobOutput, JobStatus
+from dgx_music.jobs.transitions import check_transition
 from dgx_music.storage.database import Database
 from dgx_music.storage.files import relative_output_path
 from dgx_music.storage.models import Prompt
@@ -453,12 +449,12 @@ def test_job_is_frozen_and_evolves(clock: FakeClock):
 def test_file_records_walks_the_whole_table_in_batches(
     queue: JobManager, database: Database, monkeypatch: pytest.MonkeyPatch
 ):
-    from dgx_music.jobs import queue as queue_module
+    from dgx_music.jobs import maintenance
     from tests.utils.db_helpers import bulk_seed_generations
 
     with database.session() as session:
         ids = bulk_seed_generations(session, 25, distinct_prompts=3)
-    monkeypatch.setattr(queue_module, "SCAN_BATCH", 7)
+    monkeypatch.setattr(maintenance, "SCAN_BATCH", 7)
     records = list(queue.file_records())
     assert sorted(record.id for record in records) == sorted(ids)
     completed = [record for record in records if record.status is JobStatus.COMPLETED]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dgx_music.audio.metadata import KEY_NAMES
+from dgx_music.audio.notes import KEY_NAMES
 from dgx_music.generation import synth
 from dgx_music.generation.request import (
     Backend,
@@ -155,3 +155,19 @@ def test_progress_counts_bars_and_reaches_total(tempo: int, duration: float) -> 
     )
     total = max(1, math.ceil(duration / (4 * 60 / tempo)))
     assert calls == [(done, total) for done in range(1, total + 1)]
+
+
+def test_loading_the_synth_does_not_load_the_analysis():
+    # librosa and numba cost seconds in a fresh process; the synth only needs key names.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dgx_music.generation.synth\n"
+        "heavy = sorted(m for m in ('librosa', 'numba', 'torch') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip() == "", f"importing the synth loaded {result.stdout.strip()}"

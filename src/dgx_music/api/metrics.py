@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from dgx_music.gpu import MIB, GpuStatus
-from dgx_music.jobs.queue import Job, JobStatus
+from dgx_music.jobs.records import Job, JobStatus
 
 #: Content type of the text exposition format.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -23,7 +23,7 @@ from dgx_music.generation.request import (
     MAX_SEED,
     GenerationRequest,
 )
-from dgx_music.jobs.queue import Job, JobStatus
+from dgx_music.jobs.records import Job, JobStatus
 
 #: Prefix of every API route.
 API_PREFIX = "/api/v1"

@@ -54,7 +54,8 @@ from dgx_music.generation.engine import (
 from dgx_music.generation.request import MAX_SEED
 from dgx_music.generation.twins import is_twin
 from dgx_music.gpu import gpu_status
-from dgx_music.jobs.queue import Job, JobManager, JobStatus
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.records import Job, JobStatus
 from dgx_music.jobs.sources import continuable
 from dgx_music.storage.database import get_database
 

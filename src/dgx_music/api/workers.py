@@ -15,7 +15,8 @@ import threading
 from dgx_music.api.metrics import ServiceMetrics
 from dgx_music.config import Settings
 from dgx_music.errors import DgxMusicError
-from dgx_music.jobs.queue import Job, JobManager, JobOutput
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.records import Job, JobOutput
 from dgx_music.jobs.worker import STOP_GRACE_SECONDS, run_workers
 from dgx_music.storage.database import Database, get_database
 

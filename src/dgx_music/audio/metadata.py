@@ -31,23 +31,10 @@ import pyloudnorm
 from scipy.signal import lfilter
 
 from dgx_music.audio import export, numba_cache, truepeak
+from dgx_music.audio.notes import KEY_NAMES
 from dgx_music.errors import InvalidAudioError
 
 logger = logging.getLogger(__name__)
-
-#: The 12 pitch-class names, index = semitones above C. The one source of key names.
-PITCH_CLASS_NAMES: tuple[str, ...] = (
-    "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
-)  # fmt: skip
-#: The two modes a key can have.
-MODES: tuple[str, ...] = ("major", "minor")
-#: All 24 key names: the 12 major keys from C, then the 12 minor keys from C.
-KEY_NAMES: tuple[str, ...] = tuple(
-    f"{tonic} {mode}" for mode in MODES for tonic in PITCH_CLASS_NAMES
-)
-
-_NATURALS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_ACCIDENTALS = {"": 0, "#": 1, "♯": 1, "b": -1, "♭": -1}
 
 #: Krumhansl-Kessler key profiles (Krumhansl 1990), tonic first.
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -152,36 +139,6 @@ LRA_RELATIVE_GATE = -20.0
 LRA_PERCENTILES = (10.0, 95.0)
 #: BS.1770-4 channel weights: L, R, C, Ls, Rs.
 _CHANNEL_WEIGHTS = np.array([1.0, 1.0, 1.0, 1.41, 1.41])
-
-
-def pitch_class(name: str) -> int:
-    """Pitch class 0..11 of a note name: ``"C"``, ``"c#"``, ``"Db"``, ``"E♭"``, ``"B#"`` (= 0).
-
-    Raises
-    ------
-    ValueError
-        When ``name`` is not a letter A..G followed by at most one accidental.
-    """
-    text = name.strip()
-    letter, accidental = text[:1].upper(), text[1:]
-    if letter not in _NATURALS or accidental.lower() not in _ACCIDENTALS:
-        raise ValueError(f"not a note name: {name!r} (expected e.g. 'C', 'F#', 'Bb')")
-    return (_NATURALS[letter] + _ACCIDENTALS[accidental.lower()]) % 12
-
-
-def key_name(tonic: int, mode: str) -> str:
-    """The name of a key in the shared scheme: ``key_name(9, "minor") == "A minor"``."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be 'major' or 'minor', got {mode!r}")
-    return f"{PITCH_CLASS_NAMES[tonic % 12]} {mode}"
-
-
-def relative_key(key: str) -> str:
-    """The relative major of a minor key and vice versa: ``"A minor"`` <-> ``"C major"``."""
-    tonic, _, mode = key.partition(" ")
-    if mode == "minor":
-        return key_name(pitch_class(tonic) + 3, "major")
-    return key_name(pitch_class(tonic) - 3, "minor")
 
 
 @dataclass(frozen=True, kw_only=True)

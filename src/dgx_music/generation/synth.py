@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dgx_music.audio.metadata import key_name, pitch_class
+from dgx_music.audio.notes import key_name, pitch_class
 from dgx_music.generation.continuation import CROSSFADE_SECONDS, AudioPrompt
 from dgx_music.generation.request import (
     Backend,
@@ -251,7 +251,7 @@ class SynthBackend(Backend):
 
     The same (prompt, seed) always gives the same audio. ``reported`` holds ``tempo_bpm`` (float,
     BPM) and ``key`` (e.g. ``"A minor"``, sharps only, as in
-    :data:`dgx_music.audio.metadata.PITCH_CLASS_NAMES`).
+    :data:`dgx_music.audio.notes.PITCH_CLASS_NAMES`).
     """
 
     name = "synth"

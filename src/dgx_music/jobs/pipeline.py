@@ -53,7 +53,8 @@ from dgx_music.errors import (
 from dgx_music.generation.continuation import AudioPrompt
 from dgx_music.generation.engine import MusicEngine, get_engine
 from dgx_music.generation.request import GenerationRequest, GenerationResult, ProgressCallback
-from dgx_music.jobs.queue import Job, JobManager, JobOutput
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.records import Job, JobOutput
 from dgx_music.jobs.sources import load_source
 from dgx_music.storage import files
 from dgx_music.storage.database import get_database

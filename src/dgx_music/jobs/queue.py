@@ -15,13 +15,10 @@ claim in a ``BEGIN IMMEDIATE`` transaction, which serialises writers.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -31,7 +28,6 @@ from sqlalchemy import (
     Connection,
     Insert,
     Integer,
-    Row,
     String,
     bindparam,
     case,
@@ -45,12 +41,17 @@ from sqlalchemy.orm import Session
 
 from dgx_music.config import Settings, get_settings
 from dgx_music.errors import JobStateError, LeaseLostError, NotFoundError
+from dgx_music.jobs.maintenance import Maintenance
+from dgx_music.jobs.records import (
+    JOB_COLUMNS,
+    Job,
+    JobOutput,
+    request_columns,
+)
+from dgx_music.jobs.transitions import check_transition, lease_expired
 from dgx_music.storage import files
 from dgx_music.storage.database import Database
-from dgx_music.storage.files import ConsistencyReport, FileRecord
 from dgx_music.storage.models import (
-    FINISHED_STATUSES,
-    TRANSITIONS,
     Generation,
     GenerationCount,
     GenerationStatus,
@@ -61,59 +62,10 @@ from dgx_music.storage.models import (
 )
 
 if TYPE_CHECKING:
-    # Imported where used: the request module brings numpy, which listing the history (the
-    # CLI's ``jobs``) does not need.
     from dgx_music.generation.request import GenerationRequest
 
 logger = logging.getLogger(__name__)
 
-#: The queue's statuses are the generation statuses.
-JobStatus = GenerationStatus
-
-#: How long an orphan or stale temp file must have been left alone before ``db cleanup``
-#: deletes it, seconds: a younger one may belong to a write that is about to be recorded.
-CLEANUP_GRACE_SECONDS = 300.0
-#: Rows read per round trip when walking the whole table.
-SCAN_BATCH = 5_000
-
-
-#: The columns of a job snapshot, in :class:`Job` field order, and its prompt's text. Reads
-#: select these with Core and build :class:`Job` straight from the rows: the ORM's identity map
-#: and relationship loading cost more than the query for a one-row lookup.
-JOB_COLUMNS = (
-    Generation.id,
-    Prompt.text.label("prompt"),
-    Generation.status,
-    Generation.model,
-    Generation.device,
-    Generation.duration,
-    Generation.seed,
-    Generation.temperature,
-    Generation.top_k,
-    Generation.top_p,
-    Generation.guidance_scale,
-    Generation.continue_from,
-    Generation.attempts,
-    Generation.worker_id,
-    Generation.lease_expires_at,
-    Generation.progress,
-    Generation.created_at,
-    Generation.started_at,
-    Generation.completed_at,
-    Generation.generation_seconds,
-    Generation.file_path,
-    Generation.file_size,
-    Generation.sha256,
-    Generation.sample_rate,
-    Generation.channels,
-    Generation.actual_duration,
-    Generation.lufs,
-    Generation.true_peak,
-    Generation.tempo_bpm,
-    Generation.key,
-    Generation.audio_metadata.label("metadata"),
-    Generation.error,
-)
 # Statements built once: SQLAlchemy then compiles each once and, given the same object again,
 # skips re-deriving its cache key and result map (half the cost of a one-row read).
 #: Every job snapshot read: one statement with the prompt joined in.
@@ -181,218 +133,7 @@ def _prompt_upsert(backend: str) -> Insert:
 _PROMPT_UPSERTS: dict[str, Insert] = {}
 
 
-def check_transition(job_id: str, current: GenerationStatus, target: GenerationStatus) -> None:
-    """Raise :class:`JobStateError` unless a job may move from ``current`` to ``target``."""
-    if target not in TRANSITIONS[current]:
-        allowed = ", ".join(sorted(TRANSITIONS[current])) or "nothing (it is final)"
-        raise JobStateError(
-            f"job {job_id} is {current}; it cannot become {target} (allowed: {allowed})"
-        )
-
-
-@dataclass(frozen=True, kw_only=True)
-class Job:
-    """A snapshot of one ``generations`` row. Times are UTC-aware; ``file_path`` is relative to
-    the output directory; ``metadata`` is what the analysis measured."""
-
-    id: str
-    prompt: str
-    status: JobStatus
-    model: str
-    device: str | None
-    #: Requested length, seconds.
-    duration: float
-    seed: int | None
-    temperature: float
-    top_k: int
-    top_p: float
-    guidance_scale: float
-    #: The generation this one continues, if any.
-    continue_from: str | None = None
-    attempts: int
-    worker_id: str | None
-    lease_expires_at: datetime | None
-    #: Fraction done, 0..1.
-    progress: float
-    created_at: datetime
-    started_at: datetime | None
-    completed_at: datetime | None
-    #: Model time, seconds.
-    generation_seconds: float | None
-    file_path: str | None
-    #: Bytes.
-    file_size: int | None
-    sha256: str | None
-    #: Hz.
-    sample_rate: int | None
-    channels: int | None
-    #: Length of the written file, seconds.
-    actual_duration: float | None
-    #: Integrated loudness, LUFS.
-    lufs: float | None
-    #: dBTP.
-    true_peak: float | None
-    #: BPM.
-    tempo_bpm: float | None
-    key: str | None
-    metadata: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-
-    @classmethod
-    def from_row(cls, row: Generation, prompt: str | None = None) -> Job:
-        """The snapshot of ``row``; ``prompt`` saves loading the prompt when it is known."""
-        return cls(
-            id=row.id,
-            prompt=prompt if prompt is not None else row.prompt.text,
-            status=GenerationStatus(row.status),
-            model=row.model,
-            device=row.device,
-            duration=row.duration,
-            seed=row.seed,
-            temperature=row.temperature,
-            top_k=row.top_k,
-            top_p=row.top_p,
-            guidance_scale=row.guidance_scale,
-            continue_from=row.continue_from,
-            attempts=row.attempts,
-            worker_id=row.worker_id,
-            lease_expires_at=row.lease_expires_at,
-            progress=row.progress,
-            created_at=row.created_at,
-            started_at=row.started_at,
-            completed_at=row.completed_at,
-            generation_seconds=row.generation_seconds,
-            file_path=row.file_path,
-            file_size=row.file_size,
-            sha256=row.sha256,
-            sample_rate=row.sample_rate,
-            channels=row.channels,
-            actual_duration=row.actual_duration,
-            lufs=row.lufs,
-            true_peak=row.true_peak,
-            tempo_bpm=row.tempo_bpm,
-            key=row.key,
-            metadata=dict(row.audio_metadata or {}),
-            error=row.error,
-        )
-
-    @classmethod
-    def from_columns(cls, row: Row[Any]) -> Job:
-        """The snapshot of a row selected with :data:`JOB_COLUMNS` (labelled as the fields)."""
-        values = dict(row._mapping)
-        values["status"] = GenerationStatus(values["status"])
-        values["metadata"] = dict(values["metadata"] or {})
-        return cls(**values)
-
-    def evolve(self, **changes: Any) -> Job:
-        """A copy with ``changes`` applied."""
-        return dataclasses.replace(self, **changes)
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in FINISHED_STATUSES
-
-    def request(self) -> GenerationRequest:
-        """The generation request this job was submitted with, validated again.
-
-        Raises
-        ------
-        ValidationError
-            The settings changed since submission and no longer allow it (a shorter
-            ``max_duration``, for example).
-        """
-        from dgx_music.generation.request import GenerationRequest
-
-        return GenerationRequest(
-            prompt=self.prompt,
-            duration=self.duration,
-            model=self.model,
-            seed=self.seed,
-            temperature=self.temperature,
-            top_k=self.top_k,
-            top_p=self.top_p,
-            guidance_scale=self.guidance_scale,
-            continue_from=self.continue_from,
-        )
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def _json_safe(value: Any) -> Any:
-    # JSON has no NaN or infinity (PostgreSQL rejects them): undefined values become null.
-    if isinstance(value, float):
-        return _finite_or_none(value)
-    if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(item) for item in value]
-    return value
-
-
-@dataclass(frozen=True, kw_only=True)
-class JobOutput:
-    """What a finished generation produced: the facts a completed row records."""
-
-    #: Relative to the output directory.
-    file_path: str
-    #: Bytes.
-    file_size: int
-    sha256: str
-    #: Hz.
-    sample_rate: int
-    channels: int
-    #: Length of the written file, seconds.
-    actual_duration: float
-    device: str
-    seed: int
-    #: Model time, seconds.
-    generation_seconds: float
-    #: Integrated loudness, LUFS; None for silence or clips shorter than 400 ms.
-    lufs: float | None = None
-    #: dBTP.
-    true_peak: float | None = None
-    #: BPM.
-    tempo_bpm: float | None = None
-    key: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    def column_values(self) -> dict[str, Any]:
-        """The ``generations`` attributes this output sets, JSON- and SQL-safe."""
-        return {
-            "file_path": self.file_path,
-            "file_size": self.file_size,
-            "sha256": self.sha256,
-            "sample_rate": self.sample_rate,
-            "channels": self.channels,
-            "actual_duration": self.actual_duration,
-            "device": self.device,
-            "seed": self.seed,
-            "generation_seconds": self.generation_seconds,
-            "lufs": _finite_or_none(self.lufs),
-            "true_peak": _finite_or_none(self.true_peak),
-            "tempo_bpm": _finite_or_none(self.tempo_bpm),
-            "key": self.key,
-            "audio_metadata": _json_safe(self.metadata),
-        }
-
-
-@dataclass(frozen=True)
-class CleanupResult:
-    """What ``db cleanup`` did (or, with ``dry_run``, would do)."""
-
-    dry_run: bool
-    requeued_or_failed: int
-    removed_files: list[str]
-    marked_missing: list[str]
-    #: Problems left for a person: files that differ from their row, young orphans.
-    left_alone: list[str]
-
-
-class JobManager:
+class JobManager(Maintenance):
     """The queue and the generation history, over one :class:`Database`.
 
     Parameters
@@ -434,35 +175,9 @@ class JobManager:
         seed = request.seed if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         job = Job(
             id=str(uuid.uuid4()),
-            prompt=request.prompt,
             status=GenerationStatus.PENDING,
-            model=request.model,
-            device=None,
-            duration=request.duration,
-            seed=seed,
-            temperature=request.temperature,
-            top_k=request.top_k,
-            top_p=request.top_p,
-            guidance_scale=request.guidance_scale,
-            continue_from=request.continue_from,
-            attempts=0,
-            worker_id=None,
-            lease_expires_at=None,
-            progress=0.0,
             created_at=now,
-            started_at=None,
-            completed_at=None,
-            generation_seconds=None,
-            file_path=None,
-            file_size=None,
-            sha256=None,
-            sample_rate=None,
-            channels=None,
-            actual_duration=None,
-            lufs=None,
-            true_peak=None,
-            tempo_bpm=None,
-            key=None,
+            **{**request.to_dict(), "seed": seed},
         )
         # Two Core statements and no ORM unit of work: the job is known before it is written.
         with self.database.transaction() as connection:
@@ -470,19 +185,13 @@ class JobManager:
             connection.execute(
                 INSERT_JOB,
                 {
+                    **request_columns(request),
                     "id": job.id,
                     "prompt_id": prompt_id,
                     "status": job.status,
-                    "model": job.model,
-                    "duration": job.duration,
                     "seed": seed,
-                    "temperature": job.temperature,
-                    "top_k": job.top_k,
-                    "top_p": job.top_p,
-                    "guidance_scale": job.guidance_scale,
-                    "continue_from": job.continue_from,
-                    "attempts": 0,
-                    "progress": 0.0,
+                    "attempts": job.attempts,
+                    "progress": job.progress,
                     "created_at": now,
                 },
             )
@@ -510,20 +219,14 @@ class JobManager:
                 id=job_id,
                 prompt_id=prompt_id,
                 status=GenerationStatus.COMPLETED,
-                model=request.model,
-                duration=request.duration,
-                temperature=request.temperature,
-                top_k=request.top_k,
-                top_p=request.top_p,
-                guidance_scale=request.guidance_scale,
-                continue_from=request.continue_from,
                 attempts=1,
                 worker_id=worker_id,
                 progress=1.0,
                 created_at=created_at,
                 started_at=started_at,
                 completed_at=now,
-                **output.column_values(),
+                # The seed the generation used (the output's) over the request's, maybe None.
+                **{**request_columns(request), **output.column_values()},
             )
             session.add(row)
             session.flush()
@@ -814,21 +517,16 @@ class JobManager:
         recovered = []
         with self.database.session(write=True) as session:
             for row in session.execute(expired).scalars():
-                lease_text = f"{row.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC"
-                if row.attempts >= self.settings.max_attempts:
-                    row.status = GenerationStatus.FAILED
+                outcome = lease_expired(
+                    attempts=row.attempts,
+                    max_attempts=self.settings.max_attempts,
+                    worker_id=row.worker_id,
+                    expired_at=row.lease_expires_at,
+                )
+                row.status = outcome.status
+                row.error = outcome.error
+                if outcome.gave_up:
                     row.completed_at = now
-                    row.error = (
-                        f"gave up after {row.attempts} attempts: the lease of worker "
-                        f"{row.worker_id} expired at {lease_text} (the worker died, hung or lost "
-                        "the database); submit the job again, and check the workers' logs"
-                    )
-                else:
-                    row.status = GenerationStatus.PENDING
-                    row.error = (
-                        f"attempt {row.attempts} of {self.settings.max_attempts} abandoned: the "
-                        f"lease of worker {row.worker_id} expired at {lease_text}; re-queued"
-                    )
                 row.worker_id = None
                 row.lease_expires_at = None
                 row.progress = 0.0
@@ -842,26 +540,6 @@ class JobManager:
                 extra={"action": "recover", "job_id": job.id},
             )
         return len(recovered)
-
-    def mark_file_missing(self, job_id: str) -> Job:
-        """Fail a completed job whose file is gone, so no row points at a missing file."""
-        with self.database.session(write=True) as session:
-            row = self._locked(session, job_id)
-            check_transition(job_id, row.status, GenerationStatus.FAILED)
-            row.error = (
-                f"the output file {row.file_path} disappeared after the job completed "
-                "(found by db cleanup); submit the prompt again"
-            )
-            row.status = GenerationStatus.FAILED
-            row.file_path = None
-            session.flush()
-            job = Job.from_row(row)
-        logger.warning(
-            "job %s: output file missing",
-            job_id,
-            extra={"action": "mark_missing", "job_id": job_id},
-        )
-        return job
 
     # --- reading ------------------------------------------------------------------------
 
@@ -902,120 +580,6 @@ class JobManager:
             for status, number in connection.execute(COUNTS_BY_STATUS):
                 counts[GenerationStatus(status)] = int(number)
         return counts
-
-    def counted_by_rows(self) -> dict[GenerationStatus, int]:
-        """``count(*)`` of the table by status, the slow way: what the maintained counts
-        (:meth:`counts_by_status`) must always equal. For ``db check`` and tests."""
-        query = select(Generation.status, func.count()).group_by(Generation.status)
-        counts = dict.fromkeys(GenerationStatus, 0)
-        with self.database.read() as connection:
-            for status, number in connection.execute(query):
-                counts[GenerationStatus(status)] = int(number)
-        return counts
-
-    def file_records(self) -> Iterator[FileRecord]:
-        """What every row says about its file, for the consistency check."""
-        columns = (
-            Generation.id,
-            Generation.status,
-            Generation.file_path,
-            Generation.file_size,
-            Generation.sha256,
-            Generation.worker_id,
-            Generation.lease_expires_at,
-        )
-        after = ""
-        while True:
-            query = select(*columns).order_by(Generation.id).limit(SCAN_BATCH)
-            if after:
-                query = query.where(Generation.id > after)
-            with self.database.session() as session:
-                rows = session.execute(query).all()
-            for row in rows:
-                yield FileRecord(*row)
-            if len(rows) < SCAN_BATCH:
-                return
-            after = rows[-1].id
-
-    def recount(self) -> dict[GenerationStatus, int]:
-        """Rebuild the maintained counts from the rows and return them.
-
-        The triggers keep ``generation_counts`` exact; this repairs it after something went
-        around them (triggers disabled for a bulk load, a restore of one table). Writers wait
-        for the few milliseconds it takes, so nothing changes between counting and writing.
-        """
-        with self.database.transaction(write=True) as connection:
-            if self.database.backend == "postgresql":
-                connection.execute(text("LOCK TABLE generations IN SHARE ROW EXCLUSIVE MODE"))
-            rows = connection.execute(
-                select(Generation.status, func.count()).group_by(Generation.status)
-            )
-            counts = dict.fromkeys(GenerationStatus, 0)
-            for status, number in rows:
-                counts[GenerationStatus(status)] = int(number)
-            connection.execute(update(GenerationCount).values(total=0))
-            for status, number in counts.items():
-                connection.execute(
-                    update(GenerationCount)
-                    .where(GenerationCount.status == status.value, GenerationCount.shard == 0)
-                    .values(total=number)
-                )
-        logger.warning("generation counts rebuilt from the rows", extra={"action": "recount"})
-        return counts
-
-    # --- consistency --------------------------------------------------------------------
-
-    def check(self, *, verify_hashes: bool = True) -> ConsistencyReport:
-        """Compare the output directory with the table (see :func:`files.audit_outputs`)."""
-        return files.audit_outputs(
-            self.output_dir,
-            self.file_records(),
-            now=self.clock(),
-            verify_hashes=verify_hashes,
-        )
-
-    def cleanup(
-        self, *, dry_run: bool = False, grace_seconds: float = CLEANUP_GRACE_SECONDS
-    ) -> CleanupResult:
-        """Repair what can be repaired safely.
-
-        Expired leases are recovered; orphan and stale temp files older than
-        ``grace_seconds`` are deleted; completed rows whose file is gone are marked failed.
-        Files that differ from their row are reported, never deleted: a completed row's file
-        is never removed.
-        """
-        report = self.check()
-        removed: list[str] = []
-        marked: list[str] = []
-        left: list[str] = []
-        recovered = len(report.stuck_jobs)
-        if not dry_run and report.stuck_jobs:
-            recovered = self.recover_expired()
-        for item in [*report.orphan_files, *report.stale_temp_files]:
-            if item.age_seconds < grace_seconds:
-                left.append(
-                    f"{item.relative_path} is only {item.age_seconds:.0f} s old; "
-                    "it may belong to a write in progress"
-                )
-                continue
-            if dry_run or files.remove_output_file(self.output_dir / item.relative_path):
-                removed.append(item.relative_path)
-        for record in report.missing_files:
-            if not dry_run:
-                self.mark_file_missing(record.id)
-            marked.append(record.id)
-        left += [
-            f"generation {item.record.id}: {item.field} differs from the database; "
-            "inspect the file, then delete the job or restore the file"
-            for item in report.mismatches
-        ]
-        return CleanupResult(
-            dry_run=dry_run,
-            requeued_or_failed=recovered,
-            removed_files=removed,
-            marked_missing=marked,
-            left_alone=left,
-        )
 
     # --- helpers ------------------------------------------------------------------------
 

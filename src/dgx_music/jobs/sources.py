@@ -12,7 +12,8 @@ from pathlib import Path
 
 from dgx_music.errors import NotFoundError, ValidationError
 from dgx_music.generation.continuation import AudioPrompt, load_audio_prompt
-from dgx_music.jobs.queue import Job, JobManager
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.records import Job
 from dgx_music.storage.models import GenerationStatus
 
 #: The request field these errors name.

@@ -24,7 +24,8 @@ from dgx_music.errors import DatabaseUnavailableError, DgxMusicError, LeaseLostE
 from dgx_music.generation.engine import MusicEngine, get_engine
 from dgx_music.generation.windows import duration_band
 from dgx_music.jobs.pipeline import JobLease, run_jobs
-from dgx_music.jobs.queue import Job, JobManager, JobStatus
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.records import Job, JobStatus
 from dgx_music.storage.database import get_database
 
 logger = logging.getLogger(__name__)

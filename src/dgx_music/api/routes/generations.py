@@ -19,7 +19,7 @@ from dgx_music.api.schemas import (
     WaveformPublic,
     generation_url,
 )
-from dgx_music.jobs.queue import JobStatus
+from dgx_music.jobs.records import JobStatus
 
 router = APIRouter(prefix="/generations", tags=["generations"])
 
