@@ -65,6 +65,12 @@ class AudioPrompt:
         }
 
 
+def seconds_to_generate(duration: float, continuation: AudioPrompt | None) -> float:
+    """What a backend generates for ``duration`` seconds of new music: for a continuation,
+    :data:`CROSSFADE_SECONDS` more, the part laid over the given track's end."""
+    return duration + (CROSSFADE_SECONDS if continuation is not None else 0.0)
+
+
 def fade_samples(sample_rate: int = OUTPUT_SAMPLE_RATE) -> int:
     """Samples of the join at ``sample_rate``."""
     return round(CROSSFADE_SECONDS * sample_rate)

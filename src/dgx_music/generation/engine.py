@@ -23,11 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from dgx_music.config import OUTPUT_SAMPLE_RATE, Settings, get_settings
 from dgx_music.errors import ModelLoadError, UnknownModelError
-from dgx_music.generation.continuation import AudioPrompt, join
 from dgx_music.generation.request import (
     MAX_SEED,
     Backend,
@@ -43,6 +42,9 @@ from dgx_music.generation.request import (
 # imports for them (``dgx-music submit``, the CLI's history commands).
 from dgx_music.generation.twins import TWIN_CHECKPOINTS, is_twin
 from dgx_music.memory import keep_freed_memory
+
+if TYPE_CHECKING:
+    from dgx_music.generation.continuation import AudioPrompt
 
 logger = logging.getLogger(__name__)
 
@@ -421,6 +423,7 @@ def attach(continuation: AudioPrompt | None, result: GenerationResult) -> Genera
     if continuation is None:
         return result
     from dgx_music.audio.export import to_output_layout
+    from dgx_music.generation.continuation import join
 
     new = to_output_layout(result.audio, result.sample_rate)
     return dataclasses.replace(

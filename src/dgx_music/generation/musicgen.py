@@ -38,7 +38,7 @@ from dgx_music.errors import (
 )
 from dgx_music.generation import codec
 from dgx_music.generation.checkpoints import download_hint, local_checkpoint_dir
-from dgx_music.generation.continuation import CROSSFADE_SECONDS, AudioPrompt
+from dgx_music.generation.continuation import AudioPrompt, seconds_to_generate
 from dgx_music.generation.request import (
     Backend,
     BatchItem,
@@ -490,10 +490,9 @@ class MusicgenBackend(Backend):
         """``item`` planned as windows, with its generator and its prompt's codes."""
         model = self._model
         assert model is not None
-        seconds = item.request.duration
+        seconds = seconds_to_generate(item.request.duration, item.continuation)
         prompt = torch.zeros((int(model.decoder.num_codebooks), 0), dtype=torch.long)
         if item.continuation is not None:
-            seconds += CROSSFADE_SECONDS
             channels = int(model.config.decoder.audio_channels)
             with torch.inference_mode():
                 prompt = codec.encode(model, item.continuation.conditioning(channels))
@@ -583,9 +582,7 @@ class MusicgenBackend(Backend):
             return job.error
         model = self._model
         assert model is not None
-        seconds = job.item.request.duration
-        if job.item.continuation is not None:
-            seconds += CROSSFADE_SECONDS
+        seconds = seconds_to_generate(job.item.request.duration, job.item.continuation)
         audio = codec.decode(model, job.tokens, start=job.prompt_frames)
         audio = _fit_length(audio, round(seconds * self.sample_rate))
         if job.item.progress is not None:

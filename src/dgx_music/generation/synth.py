@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dgx_music.audio.notes import key_name, pitch_class
-from dgx_music.generation.continuation import CROSSFADE_SECONDS, AudioPrompt
+from dgx_music.generation.continuation import AudioPrompt, seconds_to_generate
 from dgx_music.generation.request import (
     Backend,
     GenerationRequest,
@@ -292,7 +292,7 @@ class SynthBackend(Backend):
         started = time.perf_counter()
         rng = _rng_for(request.prompt, seed)
         arrangement = choose_arrangement(request.prompt, rng)
-        seconds = request.duration + (CROSSFADE_SECONDS if continuation is not None else 0.0)
+        seconds = seconds_to_generate(request.duration, continuation)
         audio = self._render(arrangement, seconds, rng, progress)
         elapsed = time.perf_counter() - started
         logger.debug(

@@ -9,12 +9,17 @@ may have been deleted in between (the job then fails, saying so).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dgx_music.errors import NotFoundError, ValidationError
-from dgx_music.generation.continuation import AudioPrompt, load_audio_prompt
 from dgx_music.jobs.queue import JobManager
 from dgx_music.jobs.records import Job
 from dgx_music.storage.models import GenerationStatus
+
+if TYPE_CHECKING:
+    # The audio side (numpy, soundfile) loads only when a track is read: checking an id at
+    # submission (``dgx-music submit``, the API) must stay light.
+    from dgx_music.generation.continuation import AudioPrompt
 
 #: The request field these errors name.
 FIELD = "continue_from"
@@ -53,6 +58,8 @@ def load_source(manager: JobManager, output_dir: Path, generation_id: str) -> Au
     ValidationError
         As :func:`continuable`; or its file is gone or unusable.
     """
+    from dgx_music.generation.continuation import AudioPrompt, load_audio_prompt
+
     source = continuable(manager, generation_id)
     assert source.file_path is not None
     prompt = load_audio_prompt(output_dir / source.file_path, field=FIELD)
