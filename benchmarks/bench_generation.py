@@ -20,6 +20,7 @@ from .common import (
     is_slow,
     loaded_engine,
     make_request,
+    require_cuda,
     sampled_peak,
     torch_peak_mib,
     track,
@@ -220,11 +221,10 @@ class MusicgenGpuGenerate(Benchmark):
     repeat = (3, 5, 300.0)
 
     def setup(self, model: str, seconds: float) -> None:
+        require_cuda()
         super().setup()
-        import torch
-
-        if MusicEngine is None or not torch.cuda.is_available():
-            raise NotImplementedError("needs a CUDA device")
+        if MusicEngine is None:
+            raise NotImplementedError("dgx_music.generation.engine is missing")
         os.environ["DGX_MUSIC_DEVICE"] = "cuda"
         self.engine = loaded_engine(model)
         self.request = make_request(model, seconds)
@@ -276,11 +276,10 @@ class BatchIdentityGpu(Benchmark):
     timeout = 1800.0
 
     def setup(self, model: str) -> None:
+        require_cuda()
         super().setup()
-        import torch
-
-        if MusicEngine is None or not torch.cuda.is_available():
-            raise NotImplementedError("needs a CUDA device")
+        if MusicEngine is None:
+            raise NotImplementedError("dgx_music.generation.engine is missing")
         os.environ["DGX_MUSIC_DEVICE"] = "cuda"
         self.engine = loaded_engine(model)
 

@@ -27,6 +27,7 @@ from .common import (
     is_slow,
     loaded_engine,
     make_request,
+    require_cuda,
     scratch_dir,
     warm_metadata,
 )
@@ -164,9 +165,6 @@ class QueueBatchingGpu(QueueBatching):
     params = [TWINS, [1, 4, 8]]
 
     def setup(self, model: str, batch: int) -> None:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise NotImplementedError("needs a CUDA device")
+        require_cuda()
         self.device = "cuda"
         super().setup(model, batch)
