@@ -359,19 +359,17 @@ class CodecDecodeMemory(Benchmark):
         return peaks[seconds] / peaks[30.0]
 
 
-class TinyLongform(Benchmark):
-    """The tiny MusicGen past its 30 s window, in windows (slow mode only): time should grow
-    linearly with the length, each window costing the same."""
+class SlowTinyBenchmark(Benchmark):
+    """The tiny MusicGen on the CPU for cases of minutes (slow mode only): 2 samples, one round,
+    no warm-up call (``loaded_engine`` warms the engine once per process)."""
 
-    params = [[30.0, 120.0, 300.0]]
-    param_names = ["seconds"]
     number = 1
     repeat = 2
     rounds = 1
     warmup_time = 0.0
     timeout = 1800.0
 
-    def setup(self, seconds: float) -> None:
+    def setup(self, *params: object) -> None:
         if not is_slow():
             raise NotImplementedError("slow mode only (DGX_MUSIC_BENCH_SLOW=1)")
         super().setup()
@@ -379,34 +377,34 @@ class TinyLongform(Benchmark):
             raise NotImplementedError("dgx_music.generation.engine is missing")
         os.environ["DGX_MUSIC_DEVICE"] = "cpu"
         self.engine = loaded_engine("tiny")
+
+
+class TinyLongform(SlowTinyBenchmark):
+    """The tiny MusicGen past its 30 s window, in windows: time should grow linearly with the
+    length, each window costing the same."""
+
+    params = [[30.0, 120.0, 300.0]]
+    param_names = ["seconds"]
+
+    def setup(self, seconds: float) -> None:
+        super().setup(seconds)
         self.request = make_request("tiny", seconds)
 
     def time_generate(self, seconds: float) -> None:
         self.engine.generate(self.request)
 
 
-class LongShortBatching(Benchmark):
-    """Long jobs beside short ones (slow mode only): 4 tiny jobs of 40 s and 4 of 5 s, generated
-    as one batch of 8 (``mixed``) or as the 4 short, then the 4 long (``grouped``, what a worker
-    does: it batches a job only with jobs of as many windows). Jobs per minute = 480 / this.
+class LongShortBatching(SlowTinyBenchmark):
+    """Long jobs beside short ones: 4 tiny jobs of 40 s and 4 of 5 s, generated as one batch of 8
+    (``mixed``) or as the 4 short, then the 4 long (``grouped``, what a worker does: it batches a
+    job only with jobs of as many windows). Jobs per minute = 480 / this.
     """
 
     params = [["mixed", "grouped"]]
     param_names = ["policy"]
-    number = 1
-    repeat = 2
-    rounds = 1
-    warmup_time = 0.0
-    timeout = 1800.0
 
     def setup(self, policy: str) -> None:
-        if not is_slow():
-            raise NotImplementedError("slow mode only (DGX_MUSIC_BENCH_SLOW=1)")
-        super().setup()
-        if MusicEngine is None:
-            raise NotImplementedError("dgx_music.generation.engine is missing")
-        os.environ["DGX_MUSIC_DEVICE"] = "cpu"
-        self.engine = loaded_engine("tiny")
+        super().setup(policy)
         short = [make_request("tiny", 5.0) for _ in range(4)]
         long = [make_request("tiny", 40.0) for _ in range(4)]
         self.batches = [short + long] if policy == "mixed" else [short, long]
