@@ -1,6 +1,6 @@
 """The exporter's fast paths against slow references kept here.
 
-The exporter measures loudness with :mod:`dgx_music.audio.bs1770` (block energies re-gated per
+The exporter measures loudness with :mod:`dgx_music.audio.loudness` (block energies re-gated per
 gain) and true peak with :mod:`dgx_music.audio.truepeak` (oversampling only where the peak can
 be). These tests hold each against the straightforward computation it replaces: pyloudnorm for
 loudness, a whole-signal 4x ``resample_poly`` for true peak, and the exporter's earlier loop
@@ -19,7 +19,7 @@ import pytest
 import soundfile
 from scipy import signal
 
-from dgx_music.audio import bs1770, export, truepeak
+from dgx_music.audio import export, loudness, truepeak
 from dgx_music.audio.export import (
     FLAG_LOUDNESS_BELOW_TARGET,
     LoudnessNormalizer,
@@ -56,9 +56,11 @@ def reference_normalise(audio: np.ndarray, rate: int) -> NormalisedAudio:
         envelope = np.maximum(reference_envelope(samples), np.abs(samples).max(axis=0))
         return limiter.process(samples, envelope)
 
-    def finish(samples, loudness, gain_db, reduction_db, flags=()) -> NormalisedAudio:
+    def finish(samples, lufs, gain_db, reduction_db, flags=()) -> NormalisedAudio:
         quantised = export.quantise_pcm16(samples).astype(np.float64) / export.PCM16_FULL_SCALE
-        measured = reference_loudness(quantised, RATE) if loudness is not None else None
+        measured = reference_loudness(quantised, RATE) if lufs is not None else None
+        if measured is not None and not math.isfinite(measured):
+            measured = None  # silence has no loudness
         return NormalisedAudio(
             audio=quantised.astype(np.float32),
             sample_rate=RATE,
@@ -71,14 +73,14 @@ def reference_normalise(audio: np.ndarray, rate: int) -> NormalisedAudio:
         )
 
     stereo = export.to_output_layout(audio, rate)
-    loudness = reference_loudness(stereo, RATE) if stereo.shape[1] >= int(0.4 * RATE) else None
-    if loudness is None or loudness < export.SILENCE_LUFS:
-        flag = export.FLAG_TOO_SHORT if loudness is None else export.FLAG_SILENT
+    lufs = reference_loudness(stereo, RATE) if stereo.shape[1] >= int(0.4 * RATE) else None
+    if lufs is None or lufs < loudness.ABSOLUTE_GATE_LUFS:
+        flag = export.FLAG_TOO_SHORT if lufs is None else export.FLAG_SILENT
         limited = limit(stereo)
-        return finish(limited.audio, loudness, 0.0, limited.reduction_db, (flag,))
+        return finish(limited.audio, lufs, 0.0, limited.reduction_db, (flag,))
     peak = float(reference_envelope(stereo).max())
     max_gain_db = export.gain_to_db(limiter.ceiling / peak) + export.MAX_LIMITER_REDUCTION_DB
-    gain_db = min(normalizer.target_lufs - loudness, max_gain_db)
+    gain_db = min(normalizer.target_lufs - lufs, max_gain_db)
     previous = None
     for _ in range(export.MAX_PASSES):
         limited = limit(stereo * export.db_to_gain(gain_db))
@@ -180,7 +182,7 @@ def test_block_loudness_equals_pyloudnorm(rate: int, seconds: float):
         gated_sections(seconds, rate),
     ]
     for audio in cases:
-        assert bs1770.integrated_loudness(audio, rate) == pytest.approx(
+        assert loudness.integrated_loudness(audio, rate) == pytest.approx(
             reference_loudness(audio, rate), abs=1e-6
         )
 
@@ -190,28 +192,35 @@ def test_regating_stored_energies_equals_measuring_scaled_audio(gain_db: float):
     # The gated_sections material has blocks near -75 LUFS and at -30 dB: gains of +12 and
     # +40 dB lift blocks across the absolute gate, -30 dB drops some below it.
     audio = gated_sections(6.0)
-    energies = bs1770.block_energies(audio, RATE)
+    energies = loudness.block_energies(audio, RATE)
     gain = 10 ** (gain_db / 20)
-    assert bs1770.gated_loudness(energies, gain**2) == pytest.approx(
+    assert loudness.gated_loudness(energies, gain**2) == pytest.approx(
         reference_loudness(audio * gain, RATE), abs=1e-6
     )
 
 
-def test_loudness_of_silence_and_short_audio():
-    assert bs1770.integrated_loudness(np.zeros((2, RATE)), RATE) == -math.inf
-    assert bs1770.integrated_loudness(np.ones((2, 12_799)) * 0.1, RATE) is None
+def test_silence_and_short_audio_have_no_loudness_by_one_rule():
+    # Under one 400 ms block, under one 3 s short-term window, or gated out entirely: None,
+    # from both measures (only the exporter's inner gated_loudness answers -inf for silence).
+    silence, short = np.zeros((2, 4 * RATE)), np.ones((2, 12_799)) * 0.1
+    below_gate = ebu_sine(4.0, -75.0, RATE)
+    for audio in (silence, short, below_gate):
+        assert loudness.integrated_loudness(audio, RATE) is None
+    for audio in (silence, short[:, : 3 * RATE - 1], below_gate):
+        assert loudness.loudness_range(audio, RATE) is None
+    assert loudness.gated_loudness(loudness.block_energies(silence, RATE)) == -math.inf
 
 
 def test_too_many_channels_are_refused_with_the_limit():
     with pytest.raises(ValueError, match=r"6 channels.*at most 5"):
-        bs1770.block_energies(np.zeros((6, RATE)), RATE)
+        loudness.block_energies(np.zeros((6, RATE)), RATE)
 
 
 @pytest.mark.parametrize(("dbfs", "rate"), [(-23.0, 48_000), (-33.0, 48_000), (-23.0, 44_100)])
 def test_ebu_3341_sines_read_their_level(dbfs: float, rate: int):
     # EBU Tech 3341 cases 1 and 2: a 1 kHz stereo sine at -23 (-33) dBFS reads -23 (-33) LUFS
     # within +/-0.1 LU.
-    assert bs1770.integrated_loudness(ebu_sine(5.0, dbfs, rate), rate) == pytest.approx(
+    assert loudness.integrated_loudness(ebu_sine(5.0, dbfs, rate), rate) == pytest.approx(
         dbfs, abs=0.1
     )
 
@@ -275,9 +284,20 @@ EBU_3342 = {
 def test_ebu_3341_loudness_cases_read_their_level(name: str):
     make, expected = EBU_3341_LOUDNESS[name]
     audio = make()
-    assert bs1770.integrated_loudness(audio, 48_000) == pytest.approx(expected, abs=0.1)
-    assert bs1770.integrated_loudness(audio, 48_000) == pytest.approx(
+    assert loudness.integrated_loudness(audio, 48_000) == pytest.approx(expected, abs=0.1)
+    assert loudness.integrated_loudness(audio, 48_000) == pytest.approx(
         reference_loudness(audio, 48_000), abs=1e-6
+    )
+
+
+#: The loudness range EBU Tech 3342 cases 1-4 must read, LU (tolerance +/-1 LU).
+EBU_3342_RANGE = {"3342_case1": 10.0, "3342_case2": 5.0, "3342_case3": 20.0, "3342_case4": 15.0}
+
+
+@pytest.mark.parametrize("name", sorted(EBU_3342))
+def test_ebu_3342_loudness_range_cases_read_their_range(name: str):
+    assert loudness.loudness_range(EBU_3342[name](), 48_000) == pytest.approx(
+        EBU_3342_RANGE[name], abs=1.0
     )
 
 

@@ -1,15 +1,14 @@
 """Export: any audio array to a 32 kHz stereo PCM16 WAV at the target loudness, atomically.
 
 Loudness is integrated loudness per ITU-R BS.1770-4 (K-weighting, 400 ms blocks, absolute gate at
--70 LUFS, relative gate at -10 LU). :func:`integrated_loudness` measures it with pyloudnorm, the
-reference meter; the exporter's own passes use :mod:`dgx_music.audio.bs1770`, which gives the same
-figure (tests hold it to 1e-6 LU) from block energies it can re-gate for any gain without
-filtering again. Peaks are held below both a sample peak ceiling and a true-peak ceiling
-(BS.1770-4 Annex 2: 4x oversampled peak) by a look-ahead peak limiter, never by clipping. The gain
-and the limiter are iterated until loudness and both peak ceilings hold, or until reaching the
-loudness would need more limiting than :data:`MAX_LIMITER_REDUCTION_DB` (very sparse, spiky
-material): then the peak ceilings win and the achieved loudness is reported with the
-``loudness_below_target`` flag.
+-70 LUFS, relative gate at -10 LU), measured by :mod:`dgx_music.audio.loudness` (held by the tests
+to pyloudnorm, the reference meter, within 1e-6 LU) from block energies the exporter can re-gate
+for any gain without filtering again. Peaks are held below both a sample peak ceiling and a
+true-peak ceiling (BS.1770-4 Annex 2: 4x oversampled peak) by a look-ahead peak limiter, never
+by clipping. The gain and the limiter are iterated until loudness and both peak ceilings hold,
+or until reaching the loudness would need more limiting than :data:`MAX_LIMITER_REDUCTION_DB`
+(very sparse, spiky material): then the peak ceilings win and the achieved loudness is reported
+with the ``loudness_below_target`` flag.
 
 Speed: the input is K-weighted and oversampled at most once. A pass whose gain leaves every
 true peak under the ceiling needs no limiter and no measurement (its loudness follows from the
@@ -30,18 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyloudnorm
 import soundfile
 from scipy import ndimage, signal
 
-from dgx_music.audio import bs1770, truepeak
+from dgx_music.audio import truepeak
+from dgx_music.audio.loudness import block_energies, gated_loudness, integrated_loudness
 from dgx_music.config import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE, Settings, get_settings
 from dgx_music.errors import ExportError, InvalidAudioError
 
 logger = logging.getLogger(__name__)
 
-#: BS.1770-4 gating block length, seconds; shorter clips have no integrated loudness.
-LOUDNESS_BLOCK_S = 0.4
 #: Oversampling factor for true-peak measurement (BS.1770-4 Annex 2).
 TRUE_PEAK_OVERSAMPLING = truepeak.OVERSAMPLING
 #: Limiter look-ahead (and attack ramp), seconds.
@@ -59,8 +56,6 @@ LOUDNESS_TOLERANCE_LU = 0.05
 CEILING_MARGIN_DB = 0.1
 #: Gain/limit passes before giving up on the loudness target.
 MAX_PASSES = 8
-#: Below this integrated loudness the clip counts as silence and gets no gain, LUFS.
-SILENCE_LUFS = -70.0
 #: Largest PCM16 sample magnitude.
 PCM16_FULL_SCALE = 32767
 
@@ -130,19 +125,6 @@ def to_output_layout(audio: np.ndarray, sample_rate: int) -> np.ndarray:
             array, OUTPUT_SAMPLE_RATE // divisor, int(sample_rate) // divisor, axis=1
         )
     return np.ascontiguousarray(array)
-
-
-def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float | None:
-    """Integrated loudness of (channels, samples) audio, LUFS (BS.1770-4).
-
-    Returns ``None`` when the clip is shorter than one 400 ms gating block, and ``-inf`` when
-    every block is below the absolute gate (silence).
-    """
-    if audio.shape[-1] < int(round(LOUDNESS_BLOCK_S * sample_rate)):
-        return None
-    meter = pyloudnorm.Meter(sample_rate)
-    with np.errstate(divide="ignore"):
-        return float(meter.integrated_loudness(np.asarray(audio).T))
 
 
 def true_peak_envelope(audio: np.ndarray) -> np.ndarray:
@@ -244,8 +226,8 @@ class NormalisedAudio:
 
     audio: np.ndarray
     sample_rate: int
-    #: Integrated loudness after processing, LUFS; None when shorter than one gating block,
-    #: -inf for silence.
+    #: Integrated loudness after processing, LUFS; None when shorter than one gating block or
+    #: silent (:func:`dgx_music.audio.loudness.integrated_loudness`).
     integrated_lufs: float | None
     sample_peak: float
     true_peak_dbtp: float
@@ -302,13 +284,14 @@ class LoudnessNormalizer:
             Rate of ``audio``, Hz.
         """
         stereo = to_output_layout(audio, sample_rate)
-        energies = bs1770.block_energies(stereo, OUTPUT_SAMPLE_RATE)
-        loudness = None if energies is None else bs1770.gated_loudness(energies)
-        if energies is None or loudness is None or loudness < SILENCE_LUFS:
+        energies = block_energies(stereo, OUTPUT_SAMPLE_RATE)
+        loudness = None if energies is None else gated_loudness(energies)
+        if energies is None or loudness is None or not math.isfinite(loudness):
+            # Too short for one gating block, or every block gated out (silence).
             flag = FLAG_TOO_SHORT if loudness is None else FLAG_SILENT
             # No loudness to aim at: no gain, but peaks must still respect the ceilings.
             limited = self.limiter.process(stereo)
-            return self._finish(limited.audio, loudness, 0.0, limited.reduction_db, (flag,))
+            return self._finish(limited.audio, 0.0, limited.reduction_db, (flag,))
 
         peak, peak_bounds = truepeak.peak_bounds(stereo)
         # What the limiter compares with its ceiling: the larger of true and sample peak.
@@ -324,7 +307,7 @@ class LoudnessNormalizer:
                 # The limiter would leave every sample alone, so the output is the scaled input
                 # and its block energies are the stored ones times gain**2: no filtering needed.
                 output, reduction_db = stereo * gain, 0.0
-                achieved = bs1770.gated_loudness(energies, gain * gain)
+                achieved = gated_loudness(energies, gain * gain)
                 scaled_bounds: np.ndarray | None = peak_bounds * gain
             else:
                 if envelope is None:
@@ -332,13 +315,13 @@ class LoudnessNormalizer:
                     envelope = np.maximum(true_peak_envelope(stereo), np.abs(stereo).max(axis=0))
                 limited = self.limiter.process(stereo * gain, envelope * gain)
                 output, reduction_db = limited.audio, limited.reduction_db
-                output_energies = bs1770.block_energies(output, OUTPUT_SAMPLE_RATE)
+                output_energies = block_energies(output, OUTPUT_SAMPLE_RATE)
                 assert output_energies is not None  # the clip is long enough: checked above
-                achieved = bs1770.gated_loudness(output_energies)
+                achieved = gated_loudness(output_energies)
                 scaled_bounds = None
             error = self.target_lufs - achieved
             if abs(error) <= LOUDNESS_TOLERANCE_LU:
-                return self._finish(output, achieved, gain_db, reduction_db, (), scaled_bounds)
+                return self._finish(output, gain_db, reduction_db, (), scaled_bounds)
             if gain_db >= max_gain_db and error > 0:
                 break
             # Limiting makes loudness grow more slowly than gain: step along the secant of
@@ -358,12 +341,11 @@ class LoudnessNormalizer:
                 self.target_lufs,
                 achieved,
             )
-        return self._finish(output, achieved, gain_db, reduction_db, flags, scaled_bounds)
+        return self._finish(output, gain_db, reduction_db, flags, scaled_bounds)
 
     def _finish(
         self,
         audio: np.ndarray,
-        loudness: float | None,
         gain_db: float,
         reduction_db: float,
         flags: tuple[str, ...] = (),
@@ -377,7 +359,7 @@ class LoudnessNormalizer:
         # Quantise here so every figure describes exactly the samples that reach the file.
         pcm16 = quantise_pcm16(audio)
         quantised = pcm16.astype(np.float64) / PCM16_FULL_SCALE
-        measured = bs1770.integrated_loudness(quantised, OUTPUT_SAMPLE_RATE)
+        measured = integrated_loudness(quantised, OUTPUT_SAMPLE_RATE)
         if peak_bounds is not None:
             # Oversampling is linear: the quantised signal's true peak differs from the
             # unquantised one's by at most filter_gain() times the largest rounding error.
@@ -386,7 +368,7 @@ class LoudnessNormalizer:
         return NormalisedAudio(
             audio=quantised.astype(np.float32),
             sample_rate=OUTPUT_SAMPLE_RATE,
-            integrated_lufs=measured if loudness is not None else None,
+            integrated_lufs=measured,
             # On the integers: a quarter of the memory to scan (and no abs(-32768) overflow).
             sample_peak=max(int(pcm16.max()), -int(pcm16.min())) / PCM16_FULL_SCALE,
             true_peak_dbtp=gain_to_db(truepeak.true_peak(quantised, peak_bounds)),

@@ -10,7 +10,7 @@ segmentation fault. Seen here on a fresh virtual environment: ten pytest workers
 together, and two ``dgx-music worker`` processes started at once (exit -11).
 
 :func:`exclusive` is held around a process's first use of the compiled code
-(:func:`dgx_music.audio.metadata.warm_up`), which either loads every function it needs from the
+(:func:`dgx_music.audio.warmup.warm_up`), which either loads every function it needs from the
 cache or compiles and writes it. Later uses only read what is loaded. The lock is an advisory
 ``flock`` on a file in the temporary directory, named after the librosa installation, so
 processes of one environment wait for each other and other environments do not; the kernel

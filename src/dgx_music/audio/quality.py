@@ -16,9 +16,9 @@ from dgx_music.audio.export import (
     FLAG_LOUDNESS_BELOW_TARGET,
     FLAG_SILENT,
     FLAG_TOO_SHORT,
-    integrated_loudness,
     true_peak_dbtp,
 )
+from dgx_music.audio.loudness import integrated_loudness
 from dgx_music.config import OUTPUT_CHANNELS, OUTPUT_SAMPLE_RATE, Settings, get_settings
 
 #: Loudness of the written file may differ from the target by this much, LU.
@@ -92,7 +92,10 @@ def check_wav(
     exempt = {FLAG_SILENT, FLAG_TOO_SHORT, FLAG_LOUDNESS_BELOW_TARGET} & set(flags)
     if not exempt:
         if loudness is None:
-            problems.append("too short to measure loudness but not flagged as such")
+            problems.append(
+                "has no integrated loudness (shorter than one 400 ms block, or silent) "
+                "but is not flagged as such"
+            )
         elif abs(loudness - settings.target_lufs) > FILE_LOUDNESS_TOLERANCE_LU:
             problems.append(
                 f"integrated loudness {loudness:.2f} LUFS is not within "

@@ -1,0 +1,219 @@
+"""Key of a mono signal: Krumhansl-Schmuckler on constant-Q chroma, with the triads heard in it.
+
+The log-compressed constant-Q chroma (librosa) is averaged and correlated with the 24 rotations
+of the Krumhansl-Kessler profiles; to each key's correlation is added how strongly the triads
+recognised in short windows speak for it. See :func:`estimate_key`.
+
+Key names use one fixed scheme, shared with :mod:`dgx_music.generation.synth`: the tonic from
+:data:`dgx_music.audio.notes.PITCH_CLASS_NAMES` (sharps only: ``"C#"``, never ``"Db"``), a
+space, then ``"major"`` or ``"minor"``, e.g. ``"F# minor"``.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import librosa
+import numpy as np
+
+from dgx_music.audio.mono import too_short_or_silent
+from dgx_music.audio.notes import KEY_NAMES
+from dgx_music.audio.warmup import warm_up
+
+#: Krumhansl-Kessler key profiles (Krumhansl 1990), tonic first.
+KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+#: Triads recognised in chord windows: the 12 major (root C first), then the 12 minor.
+_TRIAD_STEPS = {"major": (0, 4, 7), "minor": (0, 3, 7)}
+#: How strongly a chord speaks for a key, by (semitones of its root above the tonic, quality):
+#: the tonic most, then the dominant (the major V in minor keys too: the raised leading tone
+#: of harmonic minor), the subdominant, then the other diatonic chords. A chord outside the
+#: key counts against it. Weights are in units of the tonic chord's (3).
+_MAJOR_KEY_CHORDS = {(0, "major"): 3.0, (7, "major"): 2.0, (5, "major"): 1.5, (9, "minor"): 1.0,
+                     (2, "minor"): 1.0, (4, "minor"): 0.5}  # fmt: skip
+_MINOR_KEY_CHORDS = {(0, "minor"): 3.0, (7, "major"): 2.0, (5, "minor"): 1.5, (8, "major"): 1.0,
+                     (3, "major"): 1.0, (10, "major"): 1.0, (7, "minor"): 0.5}  # fmt: skip
+_FOREIGN_CHORD_WEIGHT = -1.0
+_TONIC_CHORD_WEIGHT = 3.0
+
+
+def _triad_templates() -> np.ndarray:
+    """The 24 triads as centred, unit-norm 12-bin chroma vectors (majors from C, then minors)."""
+    templates = np.zeros((24, 12))
+    for quality_index, steps in enumerate(_TRIAD_STEPS.values()):
+        for root in range(12):
+            templates[12 * quality_index + root, [(root + step) % 12 for step in steps]] = 1.0
+    templates -= templates.mean(axis=1, keepdims=True)
+    templates /= np.linalg.norm(templates, axis=1, keepdims=True)
+    return templates
+
+
+def _chord_function_weights() -> np.ndarray:
+    """Matrix (24 keys x 24 triads): how much each recognised triad speaks for each key."""
+    weights = np.full((24, 24), _FOREIGN_CHORD_WEIGHT)
+    qualities = list(_TRIAD_STEPS)
+    for key_index in range(24):
+        tonic, table = key_index % 12, (_MAJOR_KEY_CHORDS if key_index < 12 else _MINOR_KEY_CHORDS)
+        for (interval, quality), weight in table.items():
+            weights[key_index, 12 * qualities.index(quality) + (tonic + interval) % 12] = weight
+    return weights / _TONIC_CHORD_WEIGHT
+
+
+_TRIADS = _triad_templates()
+_CHORD_FUNCTIONS = _chord_function_weights()
+
+#: Below this spread of the mean chroma (standard deviation over mean), audio has no key
+#: (white noise reaches 0.01, pink 0.03, brown 0.07; music with drums and inharmonic
+#: instruments can sit as low as 0.06, so this gate only catches the flattest noise).
+MIN_CHROMA_CONTRAST = 0.04
+#: Below this mean fit (Pearson) of the short chroma windows to their best triad, audio has no
+#: key (white, pink and brown noise stay under 0.54; music over a wide test corpus reaches 0.6
+#: and more).
+MIN_CHORD_FIT = 0.57
+#: Chroma analysis: lowest pitch (C2, 65.4 Hz; kick drums and rumble below carry no key), octaves.
+CHROMA_FMIN = 65.406
+CHROMA_OCTAVES = 6
+CHROMA_BINS_PER_OCTAVE = 36
+#: Shortest input the CQT's lowest octave is computed on without padding, seconds.
+CQT_MIN_SECONDS = 2.0
+CHROMA_HOP = 512
+#: Gain inside the log compression of the constant-Q magnitudes, log(1 + gain * |C| / max |C|).
+CHROMA_LOG_GAIN = 100.0
+#: Chroma frames per chord window (8 x 512 samples at 22.05 kHz: 0.19 s, shorter than any
+#: chord at 180 BPM) and the triad fit a window needs to vote for its chord.
+CHORD_WINDOW_FRAMES = 8
+MIN_CHORD_VOTE_FIT = 0.5
+#: Weight of the chord-function score against the profile correlation (1: a clip made only of
+#: tonic chords adds as much as a perfect profile correlation).
+CHORD_FUNCTION_WEIGHT = 1.0
+
+
+def estimate_key(mono: np.ndarray, sample_rate: int) -> tuple[str | None, float]:
+    """Key of a mono signal by the Krumhansl-Schmuckler algorithm, and a confidence 0..1.
+
+    The constant-Q spectrum (librosa, C2..B7, tuning estimated from the signal) is
+    log-compressed, folded into a chroma per frame, averaged over time and correlated (Pearson)
+    with the 24 rotations of the Krumhansl-Kessler major and minor profiles. To each key's
+    correlation is added how strongly the triads recognised in 0.19 s windows speak for it
+    (tonic, dominant, subdominant, other diatonic chords; foreign chords count against it);
+    the best sum names the key.
+
+    Returns
+    -------
+    tuple of (str or None, float)
+        Key name such as ``"A minor"`` (``None`` when the signal is silent, shorter than 0.5 s
+        or has a nearly flat chroma or no triad-like windows, as noise has) and the winning
+        key's profile correlation clipped to 0..1.
+    """
+    warm_up()
+    if too_short_or_silent(mono, sample_rate):
+        return None, 0.0
+    shortfall = math.ceil(CQT_MIN_SECONDS * sample_rate) - mono.shape[-1]
+    if shortfall > 0:
+        # Silence appended adds only all-zero chroma frames: it scales the mean chroma, which
+        # the correlation ignores, and spares the CQT's longest filters an input too short.
+        mono = np.pad(mono, (0, shortfall))
+    tuning = _estimate_tuning(mono, sample_rate)
+    spectrum = np.abs(
+        librosa.cqt(
+            mono,
+            sr=sample_rate,
+            hop_length=CHROMA_HOP,
+            fmin=CHROMA_FMIN,
+            n_bins=CHROMA_OCTAVES * CHROMA_BINS_PER_OCTAVE,
+            bins_per_octave=CHROMA_BINS_PER_OCTAVE,
+            tuning=tuning,
+        )
+    )
+    # Log compression, relative to the loudest bin so the result does not depend on level,
+    # lets every sounding note count, not only the loudest few (the tonic and fifth, which
+    # would pull the estimate towards the dominant key).
+    spectrum = np.log1p(CHROMA_LOG_GAIN * spectrum / spectrum.max())
+    # librosa's chroma_cqt without its per-frame normalisation (loud frames should weigh more
+    # than quiet ones, as a listener hears them), as one matrix product.
+    chroma = _cq_to_chroma() @ spectrum
+    profile = chroma.mean(axis=1)
+    mean = float(profile.mean())
+    if mean <= 0 or float(profile.std()) < MIN_CHROMA_CONTRAST * mean:
+        return None, 0.0
+    votes, fit = _chord_votes(chroma)
+    if fit < MIN_CHORD_FIT:
+        return None, 0.0
+    profile_scores = key_correlations(profile)
+    # The profile alone confuses keys that share their notes (C major and A minor) or most of
+    # them (C major and G major); which chords sound, and for how long, tells them apart: the
+    # chords of C major and A minor are the same, but C major makes C and G major its
+    # strongest chords, A minor makes A minor and E major (harmonic minor) its strongest.
+    scores = profile_scores + CHORD_FUNCTION_WEIGHT * (_CHORD_FUNCTIONS @ votes)
+    best = int(np.argmax(scores))
+    return KEY_NAMES[best], float(np.clip(profile_scores[best], 0.0, 1.0))
+
+
+def _chord_votes(chroma: np.ndarray) -> tuple[np.ndarray, float]:
+    """Share of short windows won by each of the 24 triads, and the mean fit of the winners.
+
+    The chroma (12 x frames) is averaged over windows of :data:`CHORD_WINDOW_FRAMES` frames;
+    each window is matched (Pearson) against the triad templates. Windows whose best fit reaches
+    :data:`MIN_CHORD_VOTE_FIT` vote for that triad; silent windows are left out.
+    """
+    n_windows = max(1, chroma.shape[1] // CHORD_WINDOW_FRAMES)
+    usable = min(chroma.shape[1], n_windows * CHORD_WINDOW_FRAMES)
+    windows = chroma[:, :usable].reshape(12, -1, min(usable, CHORD_WINDOW_FRAMES)).mean(axis=2)
+    energy = windows.sum(axis=0)
+    windows = windows[:, energy > 0.01 * energy.max()]
+    centred = windows - windows.mean(axis=0, keepdims=True)
+    norms = np.linalg.norm(centred, axis=0)
+    centred = centred[:, norms > 0] / norms[norms > 0]
+    if centred.shape[1] == 0:
+        return np.zeros(24), 0.0
+    fits = _TRIADS @ centred
+    winners, best_fits = fits.argmax(axis=0), fits.max(axis=0)
+    voting = best_fits >= MIN_CHORD_VOTE_FIT
+    votes = np.bincount(winners[voting], minlength=24) / centred.shape[1]
+    return votes.astype(np.float64), float(best_fits.mean())
+
+
+def _estimate_tuning(mono: np.ndarray, sample_rate: int) -> float:
+    """Deviation from A440 tuning, fractions of a CQT bin, as ``librosa.estimate_tuning``.
+
+    Unlike librosa's, it answers 0 (A440) without a warning when the signal has no pitched
+    peak at all (a constant, or noise below the tracker's threshold).
+    """
+    pitches, magnitudes = librosa.piptrack(y=mono, sr=sample_rate)
+    pitched = pitches > 0
+    if not pitched.any():
+        return 0.0
+    strong = pitches[pitched & (magnitudes >= np.median(magnitudes[pitched]))]
+    if strong.size == 0:
+        return 0.0
+    return float(librosa.pitch_tuning(strong, bins_per_octave=CHROMA_BINS_PER_OCTAVE))
+
+
+def key_correlations(chroma_profile: np.ndarray) -> np.ndarray:
+    """Pearson correlation of a 12-bin chroma profile (C first) with each of :data:`KEY_NAMES`."""
+    templates = np.stack(
+        [np.roll(KK_MAJOR, tonic) for tonic in range(12)]
+        + [np.roll(KK_MINOR, tonic) for tonic in range(12)]
+    )
+    templates = templates - templates.mean(axis=1, keepdims=True)
+    templates /= np.linalg.norm(templates, axis=1, keepdims=True)
+    centred = chroma_profile - chroma_profile.mean()
+    norm = np.linalg.norm(centred)
+    if norm == 0:
+        return np.zeros(len(KEY_NAMES))
+    correlations: np.ndarray = templates @ (centred / norm)
+    return correlations
+
+
+@lru_cache(maxsize=1)
+def _cq_to_chroma() -> np.ndarray:
+    """librosa's map from the constant-Q bins to 12 chroma bins (as ``chroma_cqt`` builds it)."""
+    mapping: np.ndarray = librosa.filters.cq_to_chroma(
+        CHROMA_OCTAVES * CHROMA_BINS_PER_OCTAVE,
+        bins_per_octave=CHROMA_BINS_PER_OCTAVE,
+        n_chroma=12,
+        fmin=CHROMA_FMIN,
+    )
+    return mapping

@@ -1,0 +1,27 @@
+"""The signal tempo and key are read from: one channel at 22.05 kHz, long enough, not silent."""
+
+from __future__ import annotations
+
+import librosa
+import numpy as np
+
+#: Sample rate tempo and key are analysed at, Hz.
+ANALYSIS_SAMPLE_RATE = 22_050
+#: Audio shorter than this has no tempo or key, seconds.
+MIN_ANALYSIS_DURATION = 0.5
+
+
+def to_analysis_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Channels (channels, samples) averaged to float32 mono at :data:`ANALYSIS_SAMPLE_RATE`."""
+    mono = audio.mean(axis=0)
+    if sample_rate != ANALYSIS_SAMPLE_RATE:
+        mono = librosa.resample(
+            mono, orig_sr=sample_rate, target_sr=ANALYSIS_SAMPLE_RATE, res_type="soxr_hq"
+        )
+    analysis: np.ndarray = mono.astype(np.float32)
+    return analysis
+
+
+def too_short_or_silent(mono: np.ndarray, sample_rate: int) -> bool:
+    """Whether a mono signal is too short or too quiet to hold a tempo or a key."""
+    return mono.shape[-1] < MIN_ANALYSIS_DURATION * sample_rate or not np.any(mono)
