@@ -131,11 +131,47 @@ def test_metrics_count_jobs_and_generation_time(
     assert "# TYPE dgx_music_generation_seconds histogram" in response.text
 
 
+#: Every metric family a scrape shows on a machine without a GPU, by the name dashboards and
+#: alerts use (``*_created`` are prometheus_client's creation times of the counter and the
+#: histograms). Renaming one breaks their queries: change this set only on purpose.
+METRIC_FAMILIES = {
+    "dgx_music_info",
+    "dgx_music_database_up",
+    "dgx_music_jobs",
+    "dgx_music_queue_depth",
+    "dgx_music_workers",
+    "dgx_music_worker_jobs_total",
+    "dgx_music_worker_jobs_created",
+    "dgx_music_generation_seconds",
+    "dgx_music_generation_seconds_created",
+    "dgx_music_job_seconds",
+    "dgx_music_job_seconds_created",
+}
+
+
+def test_metric_family_names_stay_the_same(client: TestClient, completed: dict[str, Any]) -> None:
+    text = client.get(f"{API}/metrics").text
+    families = {line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")}
+    assert families == METRIC_FAMILIES
+
+
+def test_each_application_counts_in_its_own_registry(
+    client: TestClient, completed: dict[str, Any]
+) -> None:
+    # A second app in the same process starts from zero: no shared global registry.
+    with TestClient(create_app(start_workers=False, api_settings=ApiSettings())) as other:
+        fresh = metric_values(other.get(f"{API}/metrics").text)
+    busy = metric_values(client.get(f"{API}/metrics").text)
+    assert busy['dgx_music_worker_jobs_total{outcome="completed"}'] >= 1
+    assert fresh['dgx_music_worker_jobs_total{outcome="completed"}'] == 0
+    assert fresh["dgx_music_generation_seconds_count"] == 0
+
+
 def test_metrics_show_gpu_memory_when_present(
     idle_client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gpu = GpuStatus(index=0, name='NVIDIA "GB10"', memory_total_mb=1024.0, memory_used_mb=256.0)
-    monkeypatch.setattr("dgx_music.api.routes.metrics.gpu_status", lambda: [gpu])
+    monkeypatch.setattr("dgx_music.api.status.gpu_status", lambda: [gpu])
 
     values = metric_values(idle_client.get(f"{API}/metrics").text)
 

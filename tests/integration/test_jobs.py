@@ -103,9 +103,40 @@ def test_a_worker_drains_the_queue_and_stops_when_empty(manager: JobManager, out
     assert manager.check().ok
 
 
+def test_on_finished_hears_each_completed_and_failed_job_once(manager: JobManager):
+    good = [manager.submit(synth_request(f"p{i}", seed=i)).id for i in range(2)]
+    told: list[tuple[str, JobStatus]] = []
+
+    def record(job) -> None:
+        told.append((job.id, job.status))
+        raise RuntimeError("a broken observer must not fail the job")
+
+    worker = Worker(manager, worker_id="w1", exit_when_empty=True, on_finished=record)
+    assert worker.run() == 2
+    assert sorted(told) == sorted((job_id, JobStatus.COMPLETED) for job_id in good)
+    assert all(manager.get(job_id).status is JobStatus.COMPLETED for job_id in good)
+
+    bad = manager.submit(synth_request("p-bad")).id
+    failing = Worker(
+        manager,
+        worker_id="w2",
+        engine=MockMusicGenerationEngine(0.1, fail_with=GenerationError("no")),
+        exit_when_empty=True,
+        on_finished=lambda job: told.append((job.id, job.status)),
+    )
+    failing.run()
+    assert told[-1] == (bad, JobStatus.FAILED)
+
+
 def test_an_aborted_worker_releases_its_job(manager: JobManager, output_dir: Path):
     job = manager.submit(synth_request())
-    worker = Worker(manager, worker_id="w1", engine=MockMusicGenerationEngine(5.0, steps=50))
+    told: list[object] = []
+    worker = Worker(
+        manager,
+        worker_id="w1",
+        engine=MockMusicGenerationEngine(5.0, steps=50),
+        on_finished=told.append,
+    )
     claimed = manager.claim("w1")
     timer = threading.Timer(0.3, worker.abort.set)
     timer.start()
@@ -117,6 +148,7 @@ def test_an_aborted_worker_releases_its_job(manager: JobManager, output_dir: Pat
     assert released.status is JobStatus.PENDING
     assert released.attempts == 0
     assert "stopped" in released.error
+    assert told == []  # released, not finished: another worker will end it
     assert wav_files(output_dir) == [] and temp_files(output_dir) == []
 
 

@@ -18,6 +18,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 
 from dgx_music import __version__
+from dgx_music.api import status
 from dgx_music.api.config import ApiSettings
 from dgx_music.api.errors import install_error_handlers
 from dgx_music.api.metrics import ServiceMetrics
@@ -68,10 +69,12 @@ def create_app(
     """
     settings = settings or get_settings()
     api_settings = api_settings or ApiSettings()
-    observed = ServiceMetrics()
-    pool = None
+    pool: WorkerPool | None = None
+    observed = ServiceMetrics(lambda: status.read_snapshot(settings, pool))
     if start_workers and settings.worker_concurrency > 0:
-        pool = WorkerPool(settings, settings.worker_concurrency, observed)
+        pool = WorkerPool(
+            settings, settings.worker_concurrency, on_finished=observed.observe_finished
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -13,24 +13,10 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from dgx_music import __version__
-from dgx_music.api.config import ApiSettings
 from dgx_music.api.schemas import (
-    DatabaseHealth,
-    EngineHealth,
     GenerationCreate,
-    GpuPublic,
-    HealthPublic,
-    InfoPublic,
-    ModelPublic,
-    ModelsPublic,
-    QueueHealth,
-    WorkersHealth,
 )
-from dgx_music.api.workers import WorkerPool
-from dgx_music.config import Settings
 from dgx_music.errors import (
-    DgxMusicError,
     JobStateError,
     NotFoundError,
     UnknownModelError,
@@ -41,23 +27,18 @@ from dgx_music.generation.checkpoints import (
     download_hint,
     local_checkpoint_dir,
 )
-from dgx_music.generation.continuation import MAX_CONTINUE_SECONDS
 from dgx_music.generation.engine import (
     SYNTH_MODEL,
     TINY_MODEL,
     TINY_MODEL_DIR,
     MusicEngine,
-    choose_device,
     is_musicgen_checkpoint,
     model_choices,
 )
-from dgx_music.generation.request import MAX_SEED
 from dgx_music.generation.twins import is_twin
-from dgx_music.gpu import gpu_status
 from dgx_music.jobs.queue import JobManager
 from dgx_music.jobs.records import Job, JobStatus
 from dgx_music.jobs.sources import continuable
-from dgx_music.storage.database import get_database
 
 logger = logging.getLogger(__name__)
 
@@ -197,84 +178,3 @@ def _waveform(path: str, sha256: str, points: int) -> tuple[list[float], list[fl
     minimum = np.round(columns.min(axis=1), WAVEFORM_DECIMALS)
     maximum = np.round(columns.max(axis=1), WAVEFORM_DECIMALS)
     return minimum.tolist(), maximum.tolist(), duration
-
-
-def list_models(engine: MusicEngine, settings: Settings) -> ModelsPublic:
-    models = [
-        ModelPublic(
-            name=model.name,
-            kind=model.kind,
-            available=model.available_offline,
-            default=model.name == settings.default_model,
-        )
-        for model in engine.available_models()
-    ]
-    return ModelsPublic(data=models, count=len(models), default_model=settings.default_model)
-
-
-def service_info(settings: Settings, api_settings: ApiSettings) -> InfoPublic:
-    return InfoPublic(
-        version=__version__,
-        default_model=settings.default_model,
-        max_duration=settings.max_duration,
-        context_seconds=settings.context_seconds,
-        max_continue_seconds=MAX_CONTINUE_SECONDS,
-        max_prompt_length=settings.max_prompt_length,
-        max_seed=MAX_SEED,
-        auth_required=api_settings.auth_required,
-        max_body_bytes=api_settings.max_body_bytes,
-    )
-
-
-def check_health(settings: Settings, engine: MusicEngine, pool: WorkerPool | None) -> HealthPublic:
-    """Database, engine and queue facts; ``status`` is ``unavailable`` without a database and
-    ``degraded`` when the engine cannot run the default model."""
-    database = DatabaseHealth(ok=False, backend=None)
-    queue = QueueHealth(depth=None, processing=None)
-    try:
-        manager = JobManager(get_database(settings), settings=settings)
-        database.backend = manager.database.backend
-        counts = manager.counts_by_status()
-    except DgxMusicError as exc:
-        database.error = exc.message
-    else:
-        database.ok = True
-        queue = QueueHealth(
-            depth=counts[JobStatus.PENDING], processing=counts[JobStatus.PROCESSING]
-        )
-
-    engine_health = EngineHealth(
-        ok=True,
-        device=None,
-        default_model=settings.default_model,
-        default_model_available=False,
-        gpus=[GpuPublic(**vars(gpu)) for gpu in gpu_status()],
-    )
-    try:
-        engine_health.device = choose_device(settings.device)
-    except DgxMusicError as exc:
-        engine_health.ok = False
-        engine_health.error = exc.message
-    available = {model.name for model in engine.available_models() if model.available_offline}
-    engine_health.default_model_available = settings.default_model in available
-    if not engine_health.default_model_available and engine_health.ok:
-        engine_health.error = f"the default model {settings.default_model} is not installed"
-
-    workers = WorkersHealth(
-        configured=pool.concurrency if pool is not None else 0,
-        running=pool is not None and pool.running,
-    )
-    if not database.ok:
-        status = "unavailable"
-    elif not engine_health.ok or not engine_health.default_model_available:
-        status = "degraded"
-    else:
-        status = "ok"
-    return HealthPublic(
-        status=status,
-        version=__version__,
-        database=database,
-        engine=engine_health,
-        queue=queue,
-        workers=workers,
-    )

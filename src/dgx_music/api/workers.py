@@ -11,37 +11,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
-from dgx_music.api.metrics import ServiceMetrics
 from dgx_music.config import Settings
 from dgx_music.errors import DgxMusicError
 from dgx_music.jobs.queue import JobManager
-from dgx_music.jobs.records import Job, JobOutput
+from dgx_music.jobs.records import Job
 from dgx_music.jobs.worker import STOP_GRACE_SECONDS, run_workers
-from dgx_music.storage.database import Database, get_database
+from dgx_music.storage.database import get_database
 
 logger = logging.getLogger(__name__)
 
 #: How long the pool waits before starting workers again after they stopped on an error, s.
 RESTART_DELAY = 5.0
-
-
-class ObservedJobManager(JobManager):
-    """A :class:`JobManager` that tells :class:`ServiceMetrics` about every job it finishes."""
-
-    def __init__(self, database: Database, *, settings: Settings, metrics: ServiceMetrics) -> None:
-        super().__init__(database, settings=settings)
-        self.metrics = metrics
-
-    def complete(self, job_id: str, worker_id: str, output: JobOutput) -> Job:
-        job = super().complete(job_id, worker_id, output)
-        self.metrics.observe_finished(job)
-        return job
-
-    def fail(self, job_id: str, worker_id: str, message: str) -> Job:
-        job = super().fail(job_id, worker_id, message)
-        self.metrics.observe_finished(job)
-        return job
 
 
 class WorkerPool:
@@ -53,8 +35,8 @@ class WorkerPool:
         Database, output directory, lease and poll intervals.
     concurrency
         Worker threads; the model is shared between them.
-    metrics
-        Told about every job the workers finish.
+    on_finished
+        Called with every job the workers complete or fail (the metrics' observer).
     stop_grace_seconds
         After :meth:`stop`, how long running jobs may take before they are released, seconds.
     """
@@ -63,13 +45,13 @@ class WorkerPool:
         self,
         settings: Settings,
         concurrency: int,
-        metrics: ServiceMetrics,
         *,
+        on_finished: Callable[[Job], None] | None = None,
         stop_grace_seconds: float = STOP_GRACE_SECONDS,
     ) -> None:
         self.settings = settings
         self.concurrency = concurrency
-        self.metrics = metrics
+        self.on_finished = on_finished
         self.stop_grace_seconds = stop_grace_seconds
         self._stopping = threading.Event()
         self._run_stop: threading.Event | None = None
@@ -106,14 +88,13 @@ class WorkerPool:
                     return
                 self._run_stop = run_stop
             try:
-                manager = ObservedJobManager(
-                    get_database(self.settings), settings=self.settings, metrics=self.metrics
-                )
+                manager = JobManager(get_database(self.settings), settings=self.settings)
                 self._running = True  # again, after a restart
                 run_workers(
                     self.concurrency,
                     settings=self.settings,
                     manager=manager,
+                    on_finished=self.on_finished,
                     stop=run_stop,
                     stop_grace_seconds=self.stop_grace_seconds,
                     install_signal_handlers=False,

@@ -15,7 +15,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 
@@ -64,6 +64,9 @@ class Worker:
         Return when no job is pending or processing (a batch run, the tests).
     max_jobs
         Return after this many jobs.
+    on_finished
+        Called with each job this worker completed or failed, as it ended (the API's metrics
+        count them); an exception it raises is logged, never fails the job.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class Worker:
         abort: threading.Event | None = None,
         exit_when_empty: bool = False,
         max_jobs: int | None = None,
+        on_finished: Callable[[Job], None] | None = None,
     ) -> None:
         self.manager = manager
         self.worker_id = worker_id or default_worker_id()
@@ -86,6 +90,7 @@ class Worker:
         self.abort = abort or threading.Event()
         self.exit_when_empty = exit_when_empty
         self.max_jobs = max_jobs
+        self.on_finished = on_finished
         #: Jobs this worker ran to an end (completed, failed or released).
         self.processed = 0
         #: Why the loop ended early, if it did.
@@ -163,7 +168,7 @@ class Worker:
         leases = [JobLease(self.manager, job, self.worker_id, stop=self.abort) for job in jobs]
         with self._heartbeat(leases):
             try:
-                return run_jobs(
+                ended = run_jobs(
                     self.manager,
                     leases,
                     worker_id=self.worker_id,
@@ -174,6 +179,19 @@ class Worker:
                 # Lost between the pipeline and a fail() or release(): the new holder owns it.
                 logger.warning("%s", exc, extra={"job_id": jobs[0].id})
                 return [self.manager.get(job.id) for job in jobs]
+        self._tell_finished(ended)
+        return ended
+
+    def _tell_finished(self, jobs: list[Job]) -> None:
+        if self.on_finished is None:
+            return
+        for job in jobs:
+            if job.status not in (JobStatus.COMPLETED, JobStatus.FAILED):
+                continue  # released back to the queue: another worker will end it
+            try:
+                self.on_finished(job)
+            except Exception:
+                logger.exception("on_finished failed for job %s", job.id, extra={"job_id": job.id})
 
     @contextmanager
     def _heartbeat(self, leases: list[JobLease]) -> Iterator[None]:
@@ -216,6 +234,7 @@ def run_workers(
     stop_grace_seconds: float = STOP_GRACE_SECONDS,
     install_signal_handlers: bool = True,
     stop: threading.Event | None = None,
+    on_finished: Callable[[Job], None] | None = None,
 ) -> int:
     """Run ``concurrency`` workers in threads until they stop; return the jobs they ran.
 
@@ -249,6 +268,7 @@ def run_workers(
             abort=abort,
             exit_when_empty=exit_when_empty,
             max_jobs=max_jobs,
+            on_finished=on_finished,
         )
         for index in range(concurrency)
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from dgx_music.api import service
+from dgx_music.api import status
 from dgx_music.api.deps import EngineDep, SettingsDep, WorkerPoolDep
 from dgx_music.api.schemas import HealthPublic
 
@@ -20,7 +20,7 @@ def read_health(
     settings: SettingsDep, engine: EngineDep, pool: WorkerPoolDep, response: Response
 ) -> HealthPublic:
     """Database, engine/device and queue depth; 503 when the database is down."""
-    health = service.check_health(settings, engine, pool)
+    health = status.check_health(settings, engine, pool)
     if health.status == "unavailable":
         response.status_code = 503
     return health

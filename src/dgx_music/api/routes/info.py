@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from dgx_music.api import service
+from dgx_music.api import status
 from dgx_music.api.deps import ApiSettingsDep, SettingsDep
 from dgx_music.api.schemas import InfoPublic
 
@@ -14,4 +14,4 @@ router = APIRouter(prefix="/info", tags=["service"])
 @router.get("", response_model=InfoPublic)
 def read_info(settings: SettingsDep, api_settings: ApiSettingsDep) -> InfoPublic:
     """Version, request limits, the default model and whether an API key is needed."""
-    return service.service_info(settings, api_settings)
+    return status.service_info(settings, api_settings)

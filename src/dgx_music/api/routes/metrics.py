@@ -2,43 +2,25 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Response
 
-from dgx_music import __version__
-from dgx_music.api import metrics
-from dgx_music.api.deps import MetricsDep, SettingsDep, WorkerPoolDep
-from dgx_music.errors import DgxMusicError
-from dgx_music.gpu import gpu_status
-from dgx_music.jobs.queue import JobManager
-from dgx_music.storage.database import get_database
+from dgx_music.api.deps import MetricsDep
+from dgx_music.api.metrics import CONTENT_TYPE
 
 router = APIRouter(prefix="/metrics", tags=["service"])
 
 
 @router.get(
     "",
-    response_class=PlainTextResponse,
+    response_class=Response,
     responses={
         200: {
+            "content": {CONTENT_TYPE.split(";")[0]: {}},
             "description": "Prometheus text format 0.0.4: jobs by status, queue depth, "
-            "generation-time histograms, GPU memory."
+            "generation-time histograms, GPU memory.",
         }
     },
 )
-def read_metrics(
-    settings: SettingsDep, observed: MetricsDep, pool: WorkerPoolDep
-) -> PlainTextResponse:
+def read_metrics(observed: MetricsDep) -> Response:
     """Metrics in the Prometheus text format; the database being down is a metric, not an error."""
-    try:
-        counts = JobManager(get_database(settings), settings=settings).counts_by_status()
-    except DgxMusicError:
-        counts = None
-    snapshot = metrics.Snapshot(
-        version=__version__,
-        counts=counts,
-        gpus=gpu_status(),
-        workers=pool.concurrency if pool is not None else 0,
-        workers_running=pool is not None and pool.running,
-    )
-    return PlainTextResponse(metrics.render(observed, snapshot), media_type=metrics.CONTENT_TYPE)
+    return Response(observed.render(), media_type=CONTENT_TYPE)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from dgx_music.api import service
+from dgx_music.api import status
 from dgx_music.api.deps import EngineDep, SettingsDep
 from dgx_music.api.schemas import ModelsPublic
 
@@ -14,4 +14,4 @@ router = APIRouter(prefix="/models", tags=["service"])
 @router.get("", response_model=ModelsPublic)
 def list_models(engine: EngineDep, settings: SettingsDep) -> ModelsPublic:
     """Every model and whether its weights are installed on this server."""
-    return service.list_models(engine, settings)
+    return status.list_models(engine, settings)
