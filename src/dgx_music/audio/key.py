@@ -17,9 +17,9 @@ from functools import lru_cache
 import librosa
 import numpy as np
 
-from dgx_music.audio.mono import too_short_or_silent
+from dgx_music.audio import numba_cache
+from dgx_music.audio.mono import ANALYSIS_SAMPLE_RATE, too_short_or_silent, warm_up_clip
 from dgx_music.audio.notes import KEY_NAMES
-from dgx_music.audio.warmup import warm_up
 
 #: Krumhansl-Kessler key profiles (Krumhansl 1990), tonic first.
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -88,6 +88,13 @@ MIN_CHORD_VOTE_FIT = 0.5
 #: Weight of the chord-function score against the profile correlation (1: a clip made only of
 #: tonic chords adds as much as a perfect profile correlation).
 CHORD_FUNCTION_WEIGHT = 1.0
+
+
+def warm_up() -> None:
+    """Load (or compile) the librosa code of the key analysis, once per process, while no
+    other process of this environment does (:func:`dgx_music.audio.numba_cache.first_use`).
+    Every call of :func:`estimate_key` does this first."""
+    numba_cache.first_use(__name__, lambda: estimate_key(warm_up_clip(), ANALYSIS_SAMPLE_RATE))
 
 
 def estimate_key(mono: np.ndarray, sample_rate: int) -> tuple[str | None, float]:

@@ -18,12 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from dgx_music.audio import truepeak
-from dgx_music.audio.key import estimate_key
+from dgx_music.audio import key, tempo, truepeak
 from dgx_music.audio.loudness import CHANNEL_WEIGHTS, integrated_loudness, loudness_range
 from dgx_music.audio.mono import ANALYSIS_SAMPLE_RATE, MIN_ANALYSIS_DURATION, to_analysis_mono
-from dgx_music.audio.tempo import estimate_tempo
-from dgx_music.audio.warmup import warm_up as warm_up  # the worker and the suites warm up here
 from dgx_music.errors import InvalidAudioError
 
 #: Largest channel count accepted (BS.1770-4 weights up to five channels).
@@ -197,7 +194,7 @@ def analyze(audio: np.ndarray, sample_rate: int) -> AudioMetadata:
             balance = None
         correlation = _correlation(samples[0], samples[1])
 
-    tempo, tempo_confidence, key, key_confidence = _tempo_and_key(samples, sample_rate, peak)
+    bpm, tempo_confidence, key_name, key_confidence = _tempo_and_key(samples, sample_rate, peak)
 
     rms_dbfs = _db(mean_square, power=True)
     peak_dbfs = _db(peak)
@@ -214,9 +211,9 @@ def analyze(audio: np.ndarray, sample_rate: int) -> AudioMetadata:
         crest_factor_db=None if rms_dbfs is None or peak_dbfs is None else peak_dbfs - rms_dbfs,
         stereo_balance_db=balance,
         channel_correlation=correlation,
-        tempo_bpm=tempo,
+        tempo_bpm=bpm,
         tempo_confidence=tempo_confidence,
-        key=key,
+        key=key_name,
         key_confidence=key_confidence,
     )
 
@@ -248,11 +245,10 @@ def _tempo_and_key(
 ) -> tuple[float | None, float, str | None, float]:
     if samples.shape[1] < MIN_ANALYSIS_DURATION * sample_rate or peak <= 0:
         return None, 0.0, None, 0.0
-    warm_up()
     mono = to_analysis_mono(samples, sample_rate)
-    tempo, tempo_confidence = estimate_tempo(mono, ANALYSIS_SAMPLE_RATE)
-    key, key_confidence = estimate_key(mono, ANALYSIS_SAMPLE_RATE)
-    return tempo, tempo_confidence, key, key_confidence
+    bpm, tempo_confidence = tempo.estimate_tempo(mono, ANALYSIS_SAMPLE_RATE)
+    name, key_confidence = key.estimate_key(mono, ANALYSIS_SAMPLE_RATE)
+    return bpm, tempo_confidence, name, key_confidence
 
 
 def _correlation(left: np.ndarray, right: np.ndarray) -> float | None:
@@ -265,3 +261,16 @@ def _correlation(left: np.ndarray, right: np.ndarray) -> float | None:
     if denominator == 0.0:
         return None
     return float(np.clip(np.dot(left, right) / denominator, -1.0, 1.0))
+
+
+def warm_up() -> None:
+    """Load (or compile) librosa's code for the tempo and key analysis, once per process.
+
+    Call once per process before anything is timed: the first use compiles for tens of seconds
+    on a small CPU (a second or two when numba's on-disk cache is warm), later calls return at
+    once. The analysis does this itself on first use; calling it early only moves the wait.
+    Other processes of this environment doing the same wait their turn (numba's cache is not
+    safe for concurrent writers, see :mod:`dgx_music.audio.numba_cache`).
+    """
+    tempo.warm_up()
+    key.warm_up()

@@ -25,3 +25,12 @@ def to_analysis_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 def too_short_or_silent(mono: np.ndarray, sample_rate: int) -> bool:
     """Whether a mono signal is too short or too quiet to hold a tempo or a key."""
     return mono.shape[-1] < MIN_ANALYSIS_DURATION * sample_rate or not np.any(mono)
+
+
+def warm_up_clip() -> np.ndarray:
+    """2 s of A3 with clicks at 120 BPM, mono at :data:`ANALYSIS_SAMPLE_RATE`: reaches every
+    librosa call of the tempo and key analysis."""
+    t = np.arange(2 * ANALYSIS_SAMPLE_RATE) / ANALYSIS_SAMPLE_RATE
+    clicks = (np.mod(t, 0.5) < 0.01).astype(np.float64)
+    clip: np.ndarray = (0.3 * np.sin(2 * np.pi * 220.0 * t) + 0.5 * clicks).astype(np.float32)
+    return clip

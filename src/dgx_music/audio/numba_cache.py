@@ -9,10 +9,11 @@ process to load that entry calls machine code built for other argument types and
 segmentation fault. Seen here on a fresh virtual environment: ten pytest workers starting
 together, and two ``dgx-music worker`` processes started at once (exit -11).
 
-:func:`exclusive` is held around a process's first use of the compiled code
-(:func:`dgx_music.audio.warmup.warm_up`), which either loads every function it needs from the
-cache or compiles and writes it. Later uses only read what is loaded. The lock is an advisory
-``flock`` on a file in the temporary directory, named after the librosa installation, so
+:func:`exclusive` is held around a process's first use of the compiled code: each analysis module
+(:mod:`dgx_music.audio.tempo`, :mod:`dgx_music.audio.key`) runs its own code on a short clip
+through :func:`first_use` before its first real call, which either loads every function it needs
+from the cache or compiles and writes it. Later uses only read what is loaded. The lock is an
+advisory ``flock`` on a file in the temporary directory, named after the librosa installation, so
 processes of one environment wait for each other and other environments do not; the kernel
 drops it when its holder dies, so a killed process never leaves it held.
 """
@@ -24,8 +25,9 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -97,3 +99,45 @@ def _acquire(fd: int, wait_limit: float) -> bool:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(_POLL_SECONDS)
+
+
+#: Names whose first use this process has run, and those being run now (by the lock's holder).
+_used: set[str] = set()
+_running: set[str] = set()
+_first_use_lock = threading.RLock()
+
+
+def first_use(name: str, warm: Callable[[], object]) -> None:
+    """Run ``warm`` (a first use of some librosa code) once per process, under :func:`exclusive`.
+
+    Threads of one process wait on a thread lock for the one that runs it; a call back into
+    ``first_use`` from inside ``warm`` (the warm-up running the code it warms) passes through.
+
+    Parameters
+    ----------
+    name
+        What is being warmed, usually the calling module's ``__name__``.
+    warm
+        Calls the code whose numba functions must be loaded or compiled.
+    """
+    if name in _used:
+        return
+    with _first_use_lock:
+        if name in _used or name in _running:
+            return
+        _running.add(name)
+        try:
+            started = time.perf_counter()
+            with exclusive():
+                warm()
+            _used.add(name)
+            logger.debug(
+                "librosa code warmed up",
+                extra={
+                    "action": "numba_first_use",
+                    "what": name,
+                    "seconds": time.perf_counter() - started,
+                },
+            )
+        finally:
+            _running.discard(name)

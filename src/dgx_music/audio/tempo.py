@@ -14,8 +14,8 @@ from functools import lru_cache
 import librosa
 import numpy as np
 
-from dgx_music.audio.mono import too_short_or_silent
-from dgx_music.audio.warmup import warm_up
+from dgx_music.audio import numba_cache
+from dgx_music.audio.mono import ANALYSIS_SAMPLE_RATE, too_short_or_silent, warm_up_clip
 
 #: Onset-envelope hop at the analysis rate, samples (11.6 ms).
 TEMPO_HOP = 256
@@ -36,6 +36,13 @@ MIN_TEMPO_CONFIDENCE = 0.2
 #: Multiples of a candidate beat period whose autocorrelation supports it: the beat and the
 #: half bar of 4/4 (the bar of 2/4).
 METRICAL_MULTIPLES = (1.0, 2.0)
+
+
+def warm_up() -> None:
+    """Load (or compile) the librosa code of the tempo analysis, once per process, while no
+    other process of this environment does (:func:`dgx_music.audio.numba_cache.first_use`).
+    Every call of :func:`estimate_tempo` does this first."""
+    numba_cache.first_use(__name__, lambda: estimate_tempo(warm_up_clip(), ANALYSIS_SAMPLE_RATE))
 
 
 def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, float]:
