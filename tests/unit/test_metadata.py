@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyloudnorm
@@ -45,6 +48,13 @@ def _tempo_matches(detected: float | None, expected: float) -> bool:
 # --- accuracy on the synth's own output -------------------------------------------------------
 
 
+def _synth_clip(prompt: str, seed: int, duration: float = CLIP_SECONDS) -> tuple[str, Any]:
+    result = SynthBackend().generate(
+        GenerationRequest(prompt=prompt, duration=duration, model="synth"), seed=seed
+    )
+    return result.reported["key"], analyze(result.audio, result.sample_rate)
+
+
 @pytest.mark.parametrize(
     ("index", "key"), list(enumerate(notes.KEY_NAMES)), ids=list(notes.KEY_NAMES)
 )
@@ -60,8 +70,46 @@ def test_tempo_and_key_of_synth_output(index: int, key: str) -> None:
 
     assert _tempo_matches(found.tempo_bpm, tempo), (found.tempo_bpm, tempo)
     assert found.tempo_confidence > 0.5
-    assert found.key in (key, notes.relative_key(key)), (found.key, key)
+    assert found.key == key, (found.key, key)
     assert found.key_confidence > 0.5
+
+
+#: Share of the synth's minor-key clips whose key must read exactly: the relative major, which
+#: shares every note, counts as wrong.
+MINOR_EXACT_RATE = 0.90
+
+
+def test_minor_keys_read_as_minor_not_as_their_relative_major() -> None:
+    # Two more clips per minor key than the test above, at other tempi and seeds.
+    minors = [key for key in notes.KEY_NAMES if key.endswith("minor")]
+    misses, total = [], 0
+    for index, key in enumerate(minors):
+        for round_ in (1, 2):
+            tempo = 60 + 5 * ((index * 2 + 7 * round_) % 24)
+            truth, found = _synth_clip(f"a dark loop in {key}, {tempo} bpm", 1000 * round_ + index)
+            total += 1
+            if found.key != truth:
+                misses.append(f"{truth} at {tempo} BPM read as {found.key}")
+    rate = 1.0 - len(misses) / total
+    assert rate >= MINOR_EXACT_RATE, f"{rate:.0%} of {total} minor clips exact; " + "; ".join(
+        misses
+    )
+
+
+def _minor_prompts() -> list[str]:
+    """Every prompt in the README and the Makefile that names a minor key."""
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "README.md").read_text() + (root / "Makefile").read_text()
+    return sorted(set(re.findall(r'"([^"]*\bin [A-G][#b]? minor[^"]*)"', text)))
+
+
+def test_the_documented_minor_key_prompts_read_back_their_key() -> None:
+    prompts = _minor_prompts()
+    assert len(prompts) >= 2  # the demo's A minor and the queue example's F minor
+    for prompt in prompts:
+        for seed in (42, 0, 1, 2):  # the demo's seed, then what an unseeded submit might draw
+            truth, found = _synth_clip(prompt, seed)
+            assert found.key == truth, (prompt, seed, found.key)
 
 
 def test_tempo_of_a_click_track() -> None:

@@ -58,11 +58,18 @@ _SCALES = {
     "major": np.array([0, 2, 4, 5, 7, 9, 11]),
     "minor": np.array([0, 2, 3, 5, 7, 8, 10]),
 }
-#: Diatonic progressions, as 0-based scale degrees of the chord roots, repeated.
+#: Progressions, as 0-based scale degrees of the chord roots, repeated. The minor ones end on
+#: the dominant, which returns to the tonic as the loop starts again (a cadence): without it a
+#: minor loop's notes are its relative major's, and nothing says which is home.
 _PROGRESSIONS = {
     "major": ((0, 4, 5, 3), (0, 5, 3, 4), (0, 3, 4, 0)),  # I-V-vi-IV, I-vi-IV-V, I-IV-V-I
-    "minor": ((0, 5, 2, 6), (0, 2, 5, 6), (0, 6, 0, 5)),  # i-VI-III-VII, i-III-VI-VII, i-VII-i-VI
+    "minor": ((0, 5, 3, 4), (0, 3, 0, 4), (0, 6, 5, 4)),  # i-VI-iv-V, i-iv-i-V, i-VII-VI-V
 }
+#: Scale degree of the dominant chord, which a minor key plays major (harmonic minor: its third
+#: is the raised seventh degree, the leading tone that pulls to the tonic), as pop and most
+#: other styles in minor do.
+_DOMINANT = 4
+_LEADING_TONE = 11
 #: Constant-power pan positions, -1 (left) .. +1 (right).
 _PAN = {"kick": 0.0, "snare": 0.1, "hat": 0.45, "bass": 0.0, "chord": -0.3, "melody": 0.25}
 #: Linear gains of one note of each instrument in the mix.
@@ -170,6 +177,19 @@ def choose_arrangement(prompt: str, rng: np.random.Generator) -> Arrangement:
         mode=mode,
         progression=progression,
     )
+
+
+def _chord(arrangement: Arrangement, degree: int) -> list[int]:
+    """The triad on a scale degree, semitones above the tonic's pitch class (root first); in a
+    minor key the dominant is major, its third raised to the leading tone."""
+    scale = _SCALES[arrangement.mode]
+    chord = [
+        arrangement.tonic + int(scale[(degree + step) % 7]) + 12 * ((degree + step) // 7)
+        for step in (0, 2, 4)
+    ]
+    if arrangement.mode == "minor" and degree == _DOMINANT:
+        chord[1] = arrangement.tonic + _LEADING_TONE
+    return chord
 
 
 def _midi_hz(note: float) -> float:
@@ -339,12 +359,7 @@ class SynthBackend(Backend):
                 at = (bar * BEATS_PER_BAR + beat) * beat_s
                 slot, beat_in_chord = divmod(bar * BEATS_PER_BAR + beat, beats_per_chord)
                 degree = arrangement.progression[slot % len(arrangement.progression)]
-                chord = [
-                    arrangement.tonic
-                    + int(scale[(degree + step) % 7])
-                    + 12 * ((degree + step) // 7)
-                    for step in (0, 2, 4)
-                ]
+                chord = _chord(arrangement, degree)
                 if beat_in_chord == 0:
                     # A sustained triad, plus its root an octave up, for as long as the chord lasts.
                     for note in [*chord, chord[0] + 12]:
