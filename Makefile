@@ -34,12 +34,12 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks scripts
-	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks benchgate scripts
+	$(BIN)/ruff format --check src tests benchmarks benchgate scripts
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks scripts
-	$(BIN)/ruff check --fix src tests benchmarks scripts
+	$(BIN)/ruff format src tests benchmarks benchgate scripts
+	$(BIN)/ruff check --fix src tests benchmarks benchgate scripts
 
 # Coverage: branch coverage of dgx_music, report in the terminal and coverage.xml, then the
 # floors (overall and per package) in scripts/check_coverage.py fail the target when missed.
@@ -59,22 +59,22 @@ serve: $(STAMP)
 # Python and torch versions), then the offline site and a table of headline figures.
 # On a DGX: make bench BENCH_MACHINE=dgx-spark-01 BENCH_CONFIG=asv.cuda.conf.json (docs/BENCHMARKING.md)
 bench: $(STAMP)
-	$(BIN)/python scripts/bench.py run --config $(BENCH_CONFIG) \
+	$(BIN)/python -m benchgate run --config $(BENCH_CONFIG) \
 		$(if $(BENCH_MACHINE),--machine $(BENCH_MACHINE))
 
 # The site (.asv/html) from results/ alone: asv publish plus the asv-tachyon viewer, no CDN.
 publish: $(STAMP)
-	$(BIN)/python scripts/bench.py publish
+	$(BIN)/python -m benchgate publish
 
 # The pull-request gate: exit 1 when HEAD is slower or bigger than BASE beyond BENCH_FACTOR.
 bench-compare: $(STAMP)
-	$(BIN)/python scripts/bench.py compare $(BASE) $(HEAD) --factor $(BENCH_FACTOR) \
+	$(BIN)/python -m benchgate compare $(BASE) $(HEAD) --factor $(BENCH_FACTOR) \
 		--config $(BENCH_CONFIG) $(if $(BENCH_MACHINE),--machine $(BENCH_MACHINE)) \
 		$(if $(BENCH_CPU),--cpu-affinity $(BENCH_CPU))
 
 # CI's guard of the suite: asv check and a quick pass with and without PostgreSQL.
 bench-check: $(STAMP)
-	$(BIN)/python scripts/bench.py check
+	$(BIN)/python -m benchgate check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov

@@ -1,8 +1,8 @@
 """How noisy is each benchmark on this machine? Run the suite several times on the same commit
 and report, per benchmark, what the gate would say about identical code.
 
-    python scripts/bench_noise.py [--runs 3] [--bench REGEX] [--machine NAME] [--markdown]
-    python scripts/bench_noise.py --from-results DIR [DIR ...]    # reuse earlier runs
+    python -m benchgate noise [--runs 3] [--bench REGEX] [--machine NAME] [--markdown]
+    python -m benchgate noise --from-results DIR [DIR ...]    # reuse earlier runs
 
 Each run records the whole suite (or the benchmarks matching --bench) for HEAD in the asv-managed
 environment, with raw samples, into a scratch results directory (results/ is not touched). Then
@@ -30,10 +30,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import bench  # noqa: E402  (the driver beside this script)
+from benchgate.asvrun import ROOT, asv, default_machine, end_run, git, run_env, scratch_config
 
 #: Factors the table reports false alarms at.
 FACTORS = (1.1, 1.2, 1.3, 1.5)
@@ -50,19 +47,19 @@ class Run:
 
 def record_runs(runs: int, machine: str, bench_regex: str | None, keep: Path) -> list[Path]:
     """Run the suite ``runs`` times on HEAD; return one results directory per run."""
-    commit = bench.git("rev-parse", "HEAD")
+    commit = git("rev-parse", "HEAD")
     directories = []
     for index in range(runs):
         results = keep / f"run{index + 1}"
-        config = bench.scratch_config(keep / f"conf{index + 1}", results_dir=results)
-        token, env = bench.run_env()
+        config = scratch_config(keep / f"conf{index + 1}", results_dir=results)
+        token, env = run_env()
         args = ["run", "--machine", machine, "--record-samples", f"{commit}^!"]
         if bench_regex:
             args += ["-b", bench_regex]
         try:
-            status = bench.asv(*args, config=config, env=env)
+            status = asv(*args, config=config, env=env)
         finally:
-            bench.drop_bench_databases(token)
+            end_run(token)
         if status not in (0, 2):
             raise SystemExit(f"asv run exited {status}")
         directories.append(results)
@@ -192,23 +189,23 @@ def render(table: list[Noise], runs: int, markdown: bool) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="benchgate noise", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--bench", help="only benchmarks matching this regex")
     parser.add_argument("--machine", default=None)
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--keep", type=Path, help="keep the runs' results in this directory")
     parser.add_argument("--from-results", type=Path, nargs="+", help="analyse earlier runs")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.runs < 2:
         parser.error(f"--runs: {args.runs}; at least 2 runs are needed to compare")
     if args.from_results:
         directories = args.from_results
     else:
         keep = args.keep or Path(tempfile.mkdtemp(prefix="dgx-music-noise-"))
-        machine = args.machine or bench.default_machine()
-        if bench.asv("machine", "--yes", "--machine", machine) != 0:
+        machine = args.machine or default_machine()
+        if asv("machine", "--yes", "--machine", machine) != 0:
             return 1
         directories = record_runs(args.runs, machine, args.bench, keep)
         print(f"runs kept in {keep}")
@@ -220,7 +217,3 @@ def main() -> int:
     if not args.keep and not args.from_results:
         shutil.rmtree(directories[0].parent, ignore_errors=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

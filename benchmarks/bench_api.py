@@ -32,7 +32,8 @@ try:
 except ImportError:  # an old commit without the API: asv skips the suite
     create_app = None
 
-from .common import FastBenchmark, db_helpers, scratch_dir, settle
+from .common import FastBenchmark, scratch_dir, settle
+from .seeding import bulk_seed_generations
 
 #: Rows in the history behind the API.
 HISTORY_ROWS = 10_000
@@ -143,7 +144,7 @@ class ApiRequests(FastBenchmark):
         database = Database(f"sqlite:///{directory / 'dgx_music.db'}")
         upgrade(database)
         with database.session() as session:
-            db_helpers().bulk_seed_generations(session, HISTORY_ROWS)
+            bulk_seed_generations(session, HISTORY_ROWS)
         settle(database)
         database.dispose()
         return str(directory)

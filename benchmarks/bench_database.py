@@ -2,8 +2,9 @@
 
 Run on SQLite (a file in a scratch directory) and on PostgreSQL: the server DGX_MUSIC_BENCH_PG_URL
 (or DGX_MUSIC_TEST_PG_URL) names, else one answering on 127.0.0.1:5432; without one the
-PostgreSQL cases are skipped (n/a), never failed. The PostgreSQL databases are called
-``dgx_music_bench_<token>_*`` (see ``common.run_token``).
+PostgreSQL cases are skipped (n/a), never failed (``postgres.pg_url``). The histories are built
+once per run and schema (``postgres.shared_database``); a backend whose history cannot be built
+fails its own cases, never the other backend's.
 """
 
 from __future__ import annotations
@@ -22,16 +23,9 @@ try:
 except ImportError:  # an old commit without the queue: asv skips the suite
     JobManager = None
 
-from .common import (
-    BACKENDS,
-    Benchmark,
-    FastBenchmark,
-    db_helpers,
-    drop_database,
-    fresh_database_url,
-    is_slow,
-    settle,
-)
+from .common import BACKENDS, Benchmark, FastBenchmark, is_slow, make_request, settle
+from .postgres import drop_database, fresh_database_url, schema_key, shared_database
+from .seeding import bulk_seed_generations
 
 #: Rows in the history the lookups run against: the 100k-row history every run (the spec's
 #: "database query" figure), the small and the very large ones in slow mode.
@@ -44,6 +38,34 @@ def open_database(url: str) -> Database:
     database = Database(url)
     upgrade(database)
     return database
+
+
+def seed(url: str, rows: int) -> None:
+    """Migrate an empty database, fill it with ``rows`` seeded generations, settle it."""
+    database = open_database(url)
+    try:
+        with database.session() as session:
+            bulk_seed_generations(session, rows)
+        settle(database)
+    finally:
+        database.dispose()
+
+
+def middle_id(url: str, rows: int) -> str:
+    """The id of the seeded row in the middle of the history (by creation time)."""
+    from sqlalchemy import text
+
+    database = Database(url)
+    try:
+        with database.engine.connect() as connection:
+            return str(
+                connection.execute(
+                    text("SELECT id FROM generations ORDER BY created_at LIMIT 1 OFFSET :n"),
+                    {"n": rows // 2},
+                ).scalar_one()
+            )
+    finally:
+        database.dispose()
 
 
 @lru_cache(maxsize=8)
@@ -61,22 +83,23 @@ class HistoryQueries(FastBenchmark):
     timeout = 600.0
 
     def setup_cache(self) -> dict[tuple[str, int], tuple[str, str]]:
-        """Seed every (backend, rows) history once: {case: (database URL, an id in the middle)}."""
+        """Every (backend, rows) history: {case: (database URL, an id in the middle)}, or
+        {case: ("failed", why)} when that backend's could not be built. The histories are
+        read-only, so one per schema serves every round and both commits of a gate run."""
         if JobManager is None:
             return {}
-        seeded = {}
+        seeded: dict[tuple[str, int], tuple[str, str]] = {}
         for backend in BACKENDS:
             for rows in HISTORY_ROWS:
                 try:
-                    url = fresh_database_url(backend, f"history_{rows}")
-                except NotImplementedError:
+                    url = shared_database(
+                        backend, f"history_{rows}", schema_key(), lambda url, n=rows: seed(url, n)
+                    )
+                    seeded[backend, rows] = (url, middle_id(url, rows))
+                except NotImplementedError:  # no PostgreSQL here: its cases are n/a
                     continue
-                database = open_database(url)
-                with database.session() as session:
-                    ids = db_helpers().bulk_seed_generations(session, rows)
-                settle(database)
-                database.dispose()
-                seeded[backend, rows] = (url, ids[len(ids) // 2])
+                except Exception as error:  # an explicit server that does not answer, say
+                    seeded[backend, rows] = ("failed", f"{type(error).__name__}: {error}")
         return seeded
 
     def setup(self, seeded: dict, backend: str, rows: int) -> None:
@@ -84,6 +107,8 @@ class HistoryQueries(FastBenchmark):
         if (backend, rows) not in seeded:
             raise NotImplementedError(f"no {backend} database to benchmark")
         url, self.some_id = seeded[backend, rows]
+        if url == "failed":
+            raise RuntimeError(f"the {backend} history could not be built: {self.some_id}")
         self.manager = job_manager(url)
         self.manager.get(self.some_id)  # the pool's connection is open before the timed call
 
@@ -119,7 +144,7 @@ class ClaimComplete(Benchmark):
         self.url = fresh_database_url(backend, "queue")
         self.database = open_database(self.url)
         self.manager = JobManager(self.database)
-        request = db_helpers().synth_request()
+        request = make_request("synth", 0.5)
         for _ in range(QUEUE_JOBS):
             self.manager.submit(request)
 

@@ -11,7 +11,6 @@ break the history of every benchmark that uses it.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import threading
 import tracemalloc
@@ -206,97 +205,8 @@ def torch_peak_mib(stage: Callable[[], object]) -> float:
 
 # --- Databases --------------------------------------------------------------------------------
 
-#: Repository root: the seeding helpers the tests use live in ``tests/utils``.
-REPO_ROOT = Path(__file__).resolve().parents[1]
-#: Where a local PostgreSQL answers on our machines (trust auth, user postgres).
-LOCAL_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-#: Backends the database benchmarks cover.
+#: Backends the database benchmarks cover (PostgreSQL found or skipped by ``postgres.pg_url``).
 BACKENDS = ["sqlite", "postgresql"]
-
-
-@lru_cache(maxsize=1)
-def pg_url() -> str | None:
-    """The PostgreSQL server to benchmark: an explicit URL wins (``off`` means none), else a local
-    server if one answers on 127.0.0.1:5432, else ``None`` (PostgreSQL cases are skipped)."""
-    explicit = os.environ.get("DGX_MUSIC_BENCH_PG_URL") or os.environ.get("DGX_MUSIC_TEST_PG_URL")
-    if explicit:
-        return None if explicit == "off" else explicit
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        return None
-    with socket.socket() as probe:
-        probe.settimeout(1.0)
-        if probe.connect_ex(("127.0.0.1", 5432)) != 0:
-            return None
-    return LOCAL_PG_URL
-
-
-def db_helpers():
-    """``tests.utils.db_helpers`` (table seeding), importable from the benchmark process."""
-    import sys
-
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    from tests.utils import db_helpers
-
-    return db_helpers
-
-
-#: Prefix of every PostgreSQL database the suite creates.
-PG_DATABASE_PREFIX = "dgx_music_bench_"
-
-
-def run_token() -> str:
-    """Names this run's PostgreSQL databases: ``scripts/bench.py`` sets DGX_MUSIC_BENCH_TOKEN and
-    drops ``dgx_music_bench_<token>_*`` when the run ends; a bare ``asv run`` gets one per
-    process (its databases can be dropped with ``scripts/bench.py cleanup``)."""
-    token = os.environ.get("DGX_MUSIC_BENCH_TOKEN") or f"p{os.getpid()}"
-    if not token.isalnum():
-        raise ValueError(f"DGX_MUSIC_BENCH_TOKEN: {token!r} must be letters and digits only")
-    return token.lower()
-
-
-def fresh_database_url(backend: str, name: str) -> str:
-    """An empty database for ``backend``: a new SQLite file, or a new PostgreSQL database called
-    ``dgx_music_bench_<token>_<name>``, re-created if an earlier run left one of that name."""
-    if backend == "sqlite":
-        return f"sqlite:///{scratch_dir() / (name + '.db')}"
-    name = f"{PG_DATABASE_PREFIX}{run_token()}_{name}"
-    url = pg_url()
-    if not url:
-        raise NotImplementedError(
-            "no PostgreSQL: none answers on 127.0.0.1:5432 and DGX_MUSIC_BENCH_PG_URL is unset"
-        )
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    admin = make_url(url)
-    with psycopg.connect(
-        admin.set(drivername="postgresql").render_as_string(hide_password=False),
-        autocommit=True,
-    ) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return admin.set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    """Drop a PostgreSQL database this suite made (a no-op for SQLite files)."""
-    from sqlalchemy.engine import make_url
-
-    target = make_url(url)
-    if not target.drivername.startswith("postgresql"):
-        return
-    if not (target.database or "").startswith(PG_DATABASE_PREFIX):
-        raise ValueError(f"refusing to drop {target.database!r}: not a benchmark database")
-    import psycopg
-
-    admin = target.set(drivername="postgresql", database="postgres")
-    with psycopg.connect(
-        admin.render_as_string(hide_password=False), autocommit=True
-    ) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
 
 
 def settle(database) -> None:

@@ -11,6 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from dgx_music.generation.engine import MusicEngine
+from dgx_music.generation.request import GenerationRequest
+from dgx_music.jobs.pipeline import Track, produce_track
 from tests.utils.audio_helpers import (
     check_no_clipping,
     compare_audio_properties,
@@ -21,10 +25,6 @@ from tests.utils.audio_helpers import (
     validate_wav_file,
     verify_audio_quality,
 )
-
-from dgx_music.generation.engine import MusicEngine
-from dgx_music.generation.request import GenerationRequest
-from dgx_music.jobs.pipeline import Track, produce_track
 
 #: (model, prompt, seconds) of the tracks every test in this module checks.
 TRACKS = [

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import update
-from tests.utils.db_helpers import wav_files
 
 from dgx_music.config import get_settings
 from dgx_music.generation.engine import MusicEngine
@@ -17,6 +16,7 @@ from dgx_music.jobs.records import JobStatus
 from dgx_music.jobs.worker import Worker
 from dgx_music.storage.database import Database
 from dgx_music.storage.models import Generation
+from tests.utils.db_helpers import wav_files
 
 pytestmark = pytest.mark.usefixtures("warm_metadata")
 

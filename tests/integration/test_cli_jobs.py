@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.utils.db_helpers import synth_request, wav_files
 from typer.testing import CliRunner
 
 from dgx_music.cli import app
@@ -17,6 +16,7 @@ from dgx_music.jobs.queue import JobManager
 from dgx_music.jobs.records import JobStatus
 from dgx_music.storage.database import Database
 from dgx_music.storage.files import relative_output_path
+from tests.utils.db_helpers import synth_request, wav_files
 
 pytestmark = pytest.mark.usefixtures("warm_metadata")
 runner = CliRunner()

@@ -12,6 +12,12 @@ from datetime import UTC, datetime
 import pytest
 import soundfile
 from sqlalchemy import insert
+
+from dgx_music.errors import StorageError
+from dgx_music.jobs.pipeline import generate_and_record
+from dgx_music.jobs.queue import JobManager
+from dgx_music.jobs.worker import Worker
+from dgx_music.storage.models import Generation, GenerationStatus, Prompt
 from tests.utils.db_helpers import (
     get_orphaned_files,
     get_orphaned_records,
@@ -20,12 +26,6 @@ from tests.utils.db_helpers import (
     verify_database_consistency,
     wav_files,
 )
-
-from dgx_music.errors import StorageError
-from dgx_music.jobs.pipeline import generate_and_record
-from dgx_music.jobs.queue import JobManager
-from dgx_music.jobs.worker import Worker
-from dgx_music.storage.models import Generation, GenerationStatus, Prompt
 
 pytestmark = pytest.mark.usefixtures("warm_metadata")
 

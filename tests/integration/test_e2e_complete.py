@@ -13,9 +13,6 @@ from pathlib import Path
 
 import pytest
 import soundfile
-from tests.utils.audio_helpers import validate_wav_file
-from tests.utils.db_helpers import synth_request, wav_files
-from tests.utils.mock_helpers import MockMusicGenerationEngine
 
 from dgx_music.audio import quality
 from dgx_music.audio.notes import relative_key
@@ -25,6 +22,9 @@ from dgx_music.jobs.queue import JobManager
 from dgx_music.jobs.records import Job
 from dgx_music.jobs.worker import Worker
 from dgx_music.storage.models import GenerationStatus
+from tests.utils.audio_helpers import validate_wav_file
+from tests.utils.db_helpers import synth_request, wav_files
+from tests.utils.mock_helpers import MockMusicGenerationEngine
 
 pytestmark = pytest.mark.usefixtures("warm_metadata")
 

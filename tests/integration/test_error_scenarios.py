@@ -16,12 +16,6 @@ from typing import Any
 
 import pytest
 import torch
-from tests.utils.db_helpers import synth_request, temp_files, wav_files
-from tests.utils.mock_helpers import (
-    cuda_out_of_memory,
-    inject_generate_faults,
-    simulate_cuda_unavailable,
-)
 from typer.testing import CliRunner
 
 from dgx_music.audio import export
@@ -32,6 +26,12 @@ from dgx_music.jobs.queue import JobManager
 from dgx_music.jobs.records import Job
 from dgx_music.jobs.worker import Worker
 from dgx_music.storage.models import GenerationStatus
+from tests.utils.db_helpers import synth_request, temp_files, wav_files
+from tests.utils.mock_helpers import (
+    cuda_out_of_memory,
+    inject_generate_faults,
+    simulate_cuda_unavailable,
+)
 
 pytestmark = pytest.mark.usefixtures("warm_metadata")
 runner = CliRunner()

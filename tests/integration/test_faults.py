@@ -16,14 +16,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.utils.db_helpers import (
-    STALL_VARIABLE,
-    FakeClock,
-    synth_request,
-    temp_files,
-    wav_files,
-    worker_subprocess_environment,
-)
 from typer.testing import CliRunner
 
 from dgx_music.audio import export
@@ -39,6 +31,14 @@ from dgx_music.jobs.queue import JobManager
 from dgx_music.jobs.records import JobStatus
 from dgx_music.jobs.worker import Worker
 from dgx_music.storage.database import Database
+from tests.utils.db_helpers import (
+    STALL_VARIABLE,
+    FakeClock,
+    synth_request,
+    temp_files,
+    wav_files,
+    worker_subprocess_environment,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 #: Nothing listens here: connections are refused at once.

@@ -12,15 +12,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from tests.utils.db_helpers import (
-    drain_queue_in_forked_process,
-    synth_request,
-    temp_files,
-    wav_files,
-    worker_subprocess_environment,
-)
-from tests.utils.mock_helpers import MockMusicGenerationEngine
-from tests.utils.processes import finish
 
 from dgx_music.audio import quality
 from dgx_music.errors import GenerationError
@@ -30,6 +21,15 @@ from dgx_music.jobs.records import JobStatus
 from dgx_music.jobs.worker import Worker, run_workers
 from dgx_music.storage.database import Database
 from dgx_music.storage.files import file_sha256
+from tests.utils.db_helpers import (
+    drain_queue_in_forked_process,
+    synth_request,
+    temp_files,
+    wav_files,
+    worker_subprocess_environment,
+)
+from tests.utils.mock_helpers import MockMusicGenerationEngine
+from tests.utils.processes import finish
 
 pytestmark = pytest.mark.usefixtures("warm_metadata")
 

@@ -21,8 +21,6 @@ from typing import Any
 
 import pytest
 import torch
-from tests.conftest import GPU_MODEL
-from tests.utils.db_helpers import seed_test_generations, synth_request
 
 from dgx_music.audio.export import export_wav
 from dgx_music.generation.engine import MusicEngine
@@ -31,6 +29,8 @@ from dgx_music.jobs.pipeline import produce_track
 from dgx_music.jobs.queue import JobManager
 from dgx_music.jobs.worker import Worker
 from dgx_music.storage.models import GenerationStatus
+from tests.conftest import GPU_MODEL
+from tests.utils.db_helpers import seed_test_generations, synth_request
 
 pytestmark = pytest.mark.usefixtures("warm_metadata")
 

@@ -1,4 +1,4 @@
-"""The regression gate's reading of asv's comparison (``scripts/bench.py compare``).
+"""The regression gate's reading of asv's comparison (``python -m benchgate compare``).
 
 The gate re-measures what asv's first pass flags as slower and fails only on a slowdown that
 shows in both passes; these tests pin how it reads asv's table and selects benchmarks again.
@@ -6,24 +6,19 @@ shows in both passes; these tests pin how it reads asv's table and selects bench
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
+from benchgate import gate
+from benchgate.check import check_results
+from benchgate.results import format_figure
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_script", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_script"] = module
-    spec.loader.exec_module(module)
-    return module
+    return gate
 
 
 #: The end of an ``asv continuous --split`` run, as asv 0.6 prints it.
@@ -136,8 +131,8 @@ def test_memory_check_judges_stage_peaks_only(bench, monkeypatch):
 
 def test_a_drain_time_is_shown_as_jobs_per_minute(bench):
     # 8 jobs in 21 s: 22.9 jobs a minute; a skipped case stays n/a.
-    assert bench.format_figure(21.0, "jobs/min", 8.0) == "22.9 jobs/min"
-    assert bench.format_figure(None, "jobs/min", 8.0) == "n/a"
+    assert format_figure(21.0, "jobs/min", 8.0) == "22.9 jobs/min"
+    assert format_figure(None, "jobs/min", 8.0) == "n/a"
 
 
 def test_cuda_and_slow_only_classes_may_be_na_in_the_quick_check(bench, tmp_path: Path):
@@ -153,7 +148,7 @@ def test_cuda_and_slow_only_classes_may_be_na_in_the_quick_check(bench, tmp_path
     (tmp_path / "abc-env.json").write_text(
         json.dumps({"result_columns": columns, "results": results})
     )
-    problems = bench.check_results(tmp_path, postgres=True)
+    problems = check_results(tmp_path, postgres=True)
     assert len(problems) == 1 and problems[0].startswith(
         "bench_pipeline.QueueBatching.time_drain_queue("
     )

@@ -1,8 +1,8 @@
 """Factories and checks for the storage, queue and job tests, and for the benchmarks.
 
-- :func:`bulk_seed_generations` fills the ``generations`` table fast (one multi-row INSERT per
-  batch) with a chosen mix of statuses and returns the ids: the asv suite seeds 100 000 rows
-  with it. :func:`seed_test_generations` is the spec's version: it returns the ORM rows.
+- :func:`bulk_seed_generations` (the asv suite's seeder, :mod:`benchmarks.seeding`) fills the
+  ``generations`` table fast with a chosen mix of statuses and returns the ids;
+  :func:`seed_test_generations` is the spec's version: it returns the ORM rows.
 - :func:`verify_database_consistency`, :func:`get_orphaned_files`, :func:`get_orphaned_records`
   check a session's rows against the outputs directory, written independently of
   :meth:`dgx_music.jobs.queue.JobManager.check` so the two can be held against each other.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import time
 import uuid
 from collections import Counter
@@ -29,25 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import soundfile
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from benchmarks.seeding import SEED_BATCH, bulk_seed_generations
 from dgx_music.config import get_settings
 from dgx_music.generation.request import GenerationRequest
 from dgx_music.storage.database import Database
-from dgx_music.storage.files import relative_output_path
 from dgx_music.storage.models import Generation, GenerationStatus, Prompt, prompt_digest
 
-#: Rows per INSERT batch when seeding.
-SEED_BATCH = 5_000
-#: Default mix of statuses in a seeded table: a mature history with a small live queue.
-DEFAULT_STATUS_DISTRIBUTION: Mapping[GenerationStatus, float] = {
-    GenerationStatus.COMPLETED: 0.85,
-    GenerationStatus.FAILED: 0.05,
-    GenerationStatus.CANCELLED: 0.02,
-    GenerationStatus.PENDING: 0.06,
-    GenerationStatus.PROCESSING: 0.02,
-}
 #: Environment variable: seconds a :func:`stalling_worker_main` job waits after its temp file.
 STALL_VARIABLE = "DGX_MUSIC_TEST_STALL_SECONDS"
 
@@ -84,26 +73,6 @@ def truncate_all(database: Database) -> None:
             connection.execute(text("TRUNCATE generations, prompts RESTART IDENTITY"))
 
 
-def _check_distribution(
-    status_distribution: Mapping[GenerationStatus | str, float],
-) -> dict[GenerationStatus, float]:
-    weights: dict[GenerationStatus, float] = {}
-    for status, weight in status_distribution.items():
-        try:
-            key = GenerationStatus(status)
-        except ValueError:
-            known = ", ".join(member.value for member in GenerationStatus)
-            raise ValueError(
-                f"status_distribution: unknown status {status!r} (one of {known})"
-            ) from None
-        if not weight >= 0:
-            raise ValueError(f"status_distribution[{key.value}]: weight {weight!r} must be >= 0")
-        weights[key] = float(weight)
-    if not weights or sum(weights.values()) <= 0:
-        raise ValueError("status_distribution: at least one weight must be > 0")
-    return weights
-
-
 def seed_test_generations(
     session: Session,
     count: int = 10,
@@ -135,158 +104,6 @@ def seed_test_generations(
         )
     }
     return [by_id[job_id] for job_id in ids]
-
-
-def bulk_seed_generations(
-    session: Session,
-    count: int,
-    status_distribution: Mapping[GenerationStatus | str, float] | None = None,
-    *,
-    distinct_prompts: int = 100,
-    start: datetime | None = None,
-    seed: int = 0,
-) -> list[str]:
-    """Insert ``count`` generation rows with statuses drawn from ``status_distribution``.
-
-    Rows are one second apart from ``start``; completed ones carry plausible file facts (no
-    file is written, so ``db check`` would report them missing). The caller commits.
-
-    Parameters
-    ----------
-    session
-        An open session (in a transaction).
-    count
-        Rows to insert.
-    status_distribution
-        Status -> weight; :data:`DEFAULT_STATUS_DISTRIBUTION` by default.
-    distinct_prompts
-        How many prompt rows the generations share.
-    start
-        ``created_at`` of the first row, UTC; a fixed date by default (seeded data only grows).
-
-    Returns
-    -------
-    list of str
-        The ids, in insertion order.
-    """
-    if count < 0:
-        raise ValueError(f"count: {count} rows; must be >= 0")
-    if distinct_prompts < 1:
-        raise ValueError(f"distinct_prompts: {distinct_prompts}; must be >= 1")
-    weights = _check_distribution(status_distribution or DEFAULT_STATUS_DISTRIBUTION)
-    statuses = list(weights)
-    rng = random.Random(seed)
-    start = start or datetime(2025, 1, 1, tzinfo=UTC)
-    suffix = uuid.UUID(int=rng.getrandbits(128)).hex[:8]
-    prompt_ids = []
-    for index in range(distinct_prompts):
-        prompt_text = f"seeded prompt {index} ({suffix})"
-        prompt_ids.append(
-            session.execute(
-                insert(Prompt)
-                .values(
-                    text=prompt_text,
-                    text_sha256=prompt_digest(prompt_text),
-                    use_count=0,
-                    first_used_at=start,
-                    last_used_at=start,
-                )
-                .returning(Prompt.id)
-            ).scalar_one()
-        )
-    drawn = rng.choices(statuses, weights=[weights[status] for status in statuses], k=count)
-    ids: list[str] = []
-    rows: list[dict[str, Any]] = []
-    for index, status in enumerate(drawn):
-        created = start + timedelta(seconds=index)
-        job_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        ids.append(job_id)
-        rows.append(_seed_row(job_id, status, created, rng.choice(prompt_ids), rng))
-        if len(rows) >= SEED_BATCH:
-            _insert_rows(session, rows)
-            rows = []
-    if rows:
-        _insert_rows(session, rows)
-    return ids
-
-
-def _insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    # Core, not the ORM's bulk insert (which split the rows into thousands of single-row
-    # statements), and RETURNING so SQLAlchemy sends multi-row INSERT ... VALUES pages: the
-    # maintained-count triggers fire once per statement on PostgreSQL, and 100,000 single-row
-    # statements took minutes.
-    table = Generation.__table__
-    columns = {attr.key: attr.columns[0].name for attr in Generation.__mapper__.column_attrs}
-    by_column = [{columns[key]: value for key, value in row.items()} for row in rows]
-    session.execute(insert(table).returning(table.c.id), by_column).all()
-
-
-def _seed_row(
-    job_id: str, status: GenerationStatus, created: datetime, prompt_id: int, rng: random.Random
-) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "id": job_id,
-        "prompt_id": prompt_id,
-        "model": "synth",
-        "device": None,
-        "duration": 8.0,
-        "seed": rng.randrange(2**32),
-        "temperature": 1.0,
-        "top_k": 250,
-        "top_p": 0.0,
-        "guidance_scale": 3.0,
-        "status": status,
-        "attempts": 0,
-        "worker_id": None,
-        "lease_expires_at": None,
-        "progress": 0.0,
-        "created_at": created,
-        "started_at": None,
-        "completed_at": None,
-        "generation_seconds": None,
-        "file_path": None,
-        "file_size": None,
-        "sha256": None,
-        "sample_rate": None,
-        "channels": None,
-        "actual_duration": None,
-        "lufs": None,
-        "true_peak": None,
-        "tempo_bpm": None,
-        "key": None,
-        "audio_metadata": None,
-        "error": None,
-    }
-    if status is not GenerationStatus.PENDING:
-        row.update(attempts=1, started_at=created + timedelta(seconds=1), device="cpu")
-    if status is GenerationStatus.PROCESSING:
-        row.update(
-            worker_id="seeded-worker",
-            lease_expires_at=created + timedelta(days=3650),
-            progress=0.5,
-        )
-    if status is GenerationStatus.COMPLETED:
-        row.update(
-            completed_at=created + timedelta(seconds=5),
-            generation_seconds=4.0,
-            file_path=relative_output_path(job_id, created).as_posix(),
-            file_size=1_024_044,
-            sha256=f"{rng.getrandbits(256):064x}",
-            sample_rate=32_000,
-            channels=2,
-            actual_duration=8.0,
-            lufs=-16.0,
-            true_peak=-1.2,
-            tempo_bpm=float(rng.randrange(60, 180)),
-            key="A minor",
-            audio_metadata={"tempo_bpm": 120.0, "key": "A minor"},
-            progress=1.0,
-        )
-    if status is GenerationStatus.FAILED:
-        row.update(completed_at=created + timedelta(seconds=2), error="seeded failure")
-    if status is GenerationStatus.CANCELLED:
-        row.update(completed_at=created + timedelta(seconds=2), error="cancelled")
-    return row
 
 
 # --- consistency between rows and files (independent of JobManager.check) -----------------------
