@@ -16,7 +16,7 @@ import soundfile
 
 from dgx_music.audio import quality
 from dgx_music.audio.notes import relative_key
-from dgx_music.jobs import pipeline
+from dgx_music.jobs import lease
 from dgx_music.jobs.pipeline import generate_and_record
 from dgx_music.jobs.queue import JobManager
 from dgx_music.jobs.records import Job
@@ -146,7 +146,7 @@ class TestAsyncJobQueue:
         completed with its file."""
         # Progress is written at most once a second in service; every step here, so a 1 s job
         # shows several intermediate values to the poller.
-        monkeypatch.setattr(pipeline, "PROGRESS_INTERVAL", 0.0)
+        monkeypatch.setattr(lease, "PROGRESS_INTERVAL", 0.0)
         job = manager.submit(synth_request(duration=1.0))
         polled = [manager.get(job.id)]
         engine = MockMusicGenerationEngine(1.0, steps=10)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -53,6 +52,7 @@ from dgx_music.errors import (
 from dgx_music.generation.continuation import AudioPrompt
 from dgx_music.generation.engine import MusicEngine, get_engine
 from dgx_music.generation.request import GenerationRequest, GenerationResult, ProgressCallback
+from dgx_music.jobs.lease import JobAborted, JobLease
 from dgx_music.jobs.queue import JobManager
 from dgx_music.jobs.records import Job, JobOutput
 from dgx_music.jobs.sources import load_source
@@ -62,11 +62,6 @@ from dgx_music.storage.files import relative_output_path
 from dgx_music.storage.models import utcnow
 
 logger = logging.getLogger(__name__)
-
-#: Least time between two progress writes to the database, seconds.
-PROGRESS_INTERVAL = 1.0
-#: Share of the progress bar the model's steps fill; export and analysis take the rest.
-GENERATION_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -217,92 +212,6 @@ def describe_failure(exc: BaseException) -> str:
         where = f" {exc.filename}" if exc.filename else ""
         return f"cannot prepare the output directory{where}: {describe_os_error(exc)}"
     return f"unexpected {type(exc).__name__}: {exc}; the worker log has the traceback"
-
-
-class JobAborted(Exception):
-    """The worker was told to stop while this job was running."""
-
-
-class JobLease:
-    """A worker's hold on one job: renews the lease, writes throttled progress, notices loss.
-
-    :meth:`on_progress` is the engine's progress callback; it raises :class:`LeaseLostError`
-    when the lease was lost and :class:`JobAborted` when ``stop`` is set, which ends the
-    generation early. :meth:`renew` is called by the worker's heartbeat thread.
-
-    Parameters
-    ----------
-    manager, job, worker_id
-        The queue, the claimed job and who claimed it.
-    stop
-        Set when the worker must give the job back instead of finishing it.
-    forward
-        Also told about every progress step (a progress bar).
-    """
-
-    def __init__(
-        self,
-        manager: JobManager,
-        job: Job,
-        worker_id: str,
-        *,
-        stop: threading.Event | None = None,
-        forward: ProgressCallback | None = None,
-    ) -> None:
-        self.manager = manager
-        self.job = job
-        self.worker_id = worker_id
-        self.stop = stop
-        self.forward = forward
-        self.lost: LeaseLostError | None = None
-        #: Set once the job is being recorded as ended: the heartbeat leaves it alone then.
-        self.ended = False
-        self._fraction = 0.0
-        self._last_write = time.monotonic()
-        self._lock = threading.Lock()
-
-    def renew(self, progress: float | None = None) -> None:
-        """Extend the lease; remember (not raise) a lost lease, log an unreachable database."""
-        try:
-            self.manager.heartbeat(self.job.id, self.worker_id, progress)
-        except LeaseLostError as exc:
-            self.lost = exc
-            logger.warning(
-                "job %s: lease lost: %s", self.job.id, exc, extra={"job_id": self.job.id}
-            )
-        except NotFoundError as exc:
-            self.lost = LeaseLostError(f"job {self.job.id} is gone: {exc}")
-        except DgxMusicError as exc:
-            # The database may come back before the lease runs out; confirm() decides.
-            logger.error(
-                "job %s: cannot renew the lease: %s",
-                self.job.id,
-                exc,
-                extra={"action": "heartbeat", "job_id": self.job.id},
-            )
-
-    def on_progress(self, done: int, total: int) -> None:
-        if self.forward is not None:
-            self.forward(done, total)
-        if self.lost is not None:
-            raise self.lost
-        if self.stop is not None and self.stop.is_set():
-            raise JobAborted(f"worker {self.worker_id} is stopping")
-        fraction = GENERATION_SHARE * done / total if total > 0 else 0.0
-        now = time.monotonic()
-        with self._lock:
-            due = now - self._last_write >= PROGRESS_INTERVAL
-            if due:
-                self._last_write = now
-            self._fraction = fraction
-        if due:
-            self.renew(fraction)
-
-    def confirm(self) -> None:
-        """Renew the lease or raise: the last check before the file is renamed into place."""
-        if self.lost is not None:
-            raise self.lost
-        self.manager.heartbeat(self.job.id, self.worker_id, GENERATION_SHARE)
 
 
 def run_job(

@@ -23,7 +23,8 @@ from dgx_music.config import Settings, get_settings
 from dgx_music.errors import DatabaseUnavailableError, DgxMusicError, LeaseLostError
 from dgx_music.generation.engine import MusicEngine, get_engine
 from dgx_music.generation.windows import duration_band
-from dgx_music.jobs.pipeline import JobLease, run_jobs
+from dgx_music.jobs.lease import JobLease, heartbeat
+from dgx_music.jobs.pipeline import run_jobs
 from dgx_music.jobs.queue import JobManager
 from dgx_music.jobs.records import Job, JobStatus
 from dgx_music.storage.database import get_database
@@ -166,7 +167,7 @@ class Worker:
     def run_batch(self, jobs: list[Job]) -> list[Job]:
         """Run jobs this worker claimed as one batch; one heartbeat thread renews every lease."""
         leases = [JobLease(self.manager, job, self.worker_id, stop=self.abort) for job in jobs]
-        with self._heartbeat(leases):
+        with heartbeat(leases, self.settings.heartbeat_seconds, f"heartbeat-{self.worker_id}"):
             try:
                 ended = run_jobs(
                     self.manager,
@@ -192,24 +193,6 @@ class Worker:
                 self.on_finished(job)
             except Exception:
                 logger.exception("on_finished failed for job %s", job.id, extra={"job_id": job.id})
-
-    @contextmanager
-    def _heartbeat(self, leases: list[JobLease]) -> Iterator[None]:
-        done = threading.Event()
-
-        def beat() -> None:
-            while not done.wait(self.settings.heartbeat_seconds):
-                for lease in leases:
-                    if not lease.ended:
-                        lease.renew()
-
-        thread = threading.Thread(target=beat, name=f"heartbeat-{self.worker_id}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            done.set()
-            thread.join()
 
     def _recover_when_due(self) -> None:
         interval = min(RECOVERY_INTERVAL, self.settings.lease_seconds / 2)
