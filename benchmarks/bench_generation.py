@@ -87,6 +87,17 @@ class TinyMusicgenGenerate(Benchmark):
     def time_generate(self, seconds: float) -> None:
         self.engine.generate(self.request)
 
+
+class TinyMusicgenMemory(TinyMusicgenGenerate):
+    """The tiny MusicGen's tensor memory: 2 s in the default suite, 8 and 30 s in slow mode.
+
+    Under torch's profiler a generation runs several times slower: the 8 s clip cost 24 s of
+    each commit's gate time, and a per-step growth shows at 2 s (100 steps) as well.
+    """
+
+    params = [durations([2.0], [8.0, 30.0])]
+    time_generate = None  # type: ignore[assignment]  # timed by TinyMusicgenGenerate
+
     @track("MiB")
     def track_generate_peak_mib(self, seconds: float) -> float:
         """Tensor memory one generation holds at its peak, MiB (weights excluded; torch's
