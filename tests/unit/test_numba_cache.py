@@ -212,7 +212,10 @@ metadata.analyze(0.1 * noise, 32_000)
 def test_processes_starting_together_on_a_cold_cache_all_finish(tmp_path: Path):
     # The failure this lock prevents, end to end: without it, 6 processes started 0.1..0.9 s
     # apart on an empty cache crashed (SIGSEGV) in 2 of 3 trials here.
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba"), "OMP_NUM_THREADS": "1"}
+    # The children run without coverage: what they run is measured in this process's tests, and
+    # tracing numba's compiler (pure Python) made their first compile several times slower.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("COVERAGE_")}
+    env.update(NUMBA_CACHE_DIR=str(tmp_path / "numba"), OMP_NUM_THREADS="1")
     children = []
     for seed in range(6):
         children.append(
