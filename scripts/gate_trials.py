@@ -1,0 +1,268 @@
+"""The gate's trials: does ``make bench-compare`` catch a 1.25x slowdown, and pass identical code?
+
+    python scripts/gate_trials.py [--base main] [--trials identical,export,analyze,...]
+                                  [--factor 1.25] [--keep-branches] [--markdown]
+
+Each trial is a branch made from BASE by one commit:
+
+- ``identical``: no change to the code (an empty commit);
+- ``export``, ``analyze``, ``lookup``, ``api``: a busy loop of ``factor - 1`` times the call's own
+  time, measured at run time, after every call of ``LoudnessNormalizer.process``, ``analyze``,
+  ``JobManager.get`` (the status lookup, SQLite and PostgreSQL) or the API's status route;
+- ``random``: the same in one stage drawn at random from :data:`RANDOM_STAGES`, the suite's
+  other timed stages (``--seed`` fixes the draw).
+
+A busy loop, not a sleep: a real regression spends its time on the CPU, where the runner's
+other work competes with it. Then the gate runs (``python -m benchgate compare BASE <branch>``),
+and the script prints one row per trial: the change, its wall time, the exit status, what the
+first pass flagged, and what the confirmation said. The branches are deleted afterwards unless
+``--keep-branches``. Run it on a quiet machine: each trial is a whole-suite gate run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "src/dgx_music"
+
+
+@dataclass(frozen=True)
+class Site:
+    """Where a slowdown goes: a function (``owner`` is its class, or None) in ``path``."""
+
+    label: str
+    path: str
+    function: str
+    owner: str | None = None
+    #: Benchmarks the gate should name, as regexes over asv's names.
+    expect: tuple[str, ...] = ()
+
+
+SITES = {
+    "export": Site(
+        "export (LoudnessNormalizer.process)",
+        "audio/export.py",
+        "process",
+        "LoudnessNormalizer",
+        ("LoudnessNormalise.time_normalise", "ExportWav.time_export"),
+    ),
+    "analyze": Site(
+        "analysis (analyze)", "audio/metadata.py", "analyze", None, ("AnalyzeClip.time_analyze",)
+    ),
+    "lookup": Site(
+        "status lookup (JobManager.get)",
+        "jobs/queue.py",
+        "get",
+        "JobManager",
+        (r"HistoryQueries.time_status_lookup\('sqlite'", r"time_status_lookup\('postgresql'"),
+    ),
+    "api": Site(
+        "API status route",
+        "api/routes/generations.py",
+        "read_generation",
+        None,
+        (r"ApiServerLoop.time_get_status", r"ApiRequests.time_get_status"),
+    ),
+}
+
+#: The suite's other timed stages, one of which a ``random`` trial slows.
+RANDOM_STAGES = [
+    Site("synth generation", "generation/synth.py", "generate", "SynthBackend",
+         ("SynthGenerate.time_generate",)),
+    Site("WAV encoding", "audio/export.py", "encode_wav", None,
+         ("WriteWav.time_write_atomic", "ExportWav.time_export")),
+    Site("history page", "jobs/queue.py", "list", "JobManager",
+         ("HistoryQueries.time_list_newest", "HistoryQueries.time_list_pending")),
+    Site("counts by status", "jobs/queue.py", "counts_by_status", "JobManager",
+         ("HistoryQueries.time_counts_by_status",)),
+    Site("claim", "jobs/queue.py", "claim", "JobManager", ("ClaimComplete.time_claim_complete",)),
+    Site("submit", "jobs/queue.py", "submit", "JobManager", ("ApiServerLoop.time_submit",)),
+    Site("tiny generation (MusicEngine.generate)", "generation/engine.py", "generate",
+         "MusicEngine", ("TinyMusicgenGenerate.time_generate",)),
+]  # fmt: skip
+
+#: The decorator a trial commit adds to the package (``dgx_music/_gate_trial.py``).
+SLOWDOWN_MODULE = '''"""Gate trial only: a busy loop of FRACTION times each call's own time."""
+
+import functools
+import inspect
+import time
+
+FRACTION = {fraction!r}
+
+
+def _spin(seconds):
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        pass
+
+
+def slowed(function):
+    if inspect.iscoroutinefunction(function):
+
+        @functools.wraps(function)
+        async def slow_async(*args, **kwargs):
+            started = time.perf_counter()
+            result = await function(*args, **kwargs)
+            _spin(FRACTION * (time.perf_counter() - started))
+            return result
+
+        return slow_async
+
+    @functools.wraps(function)
+    def slow(*args, **kwargs):
+        started = time.perf_counter()
+        result = function(*args, **kwargs)
+        _spin(FRACTION * (time.perf_counter() - started))
+        return result
+
+    return slow
+'''
+
+
+def git(*args: str, cwd: Path = ROOT) -> str:
+    return subprocess.check_output(["git", *args], cwd=cwd, text=True).strip()
+
+
+def inject(worktree: Path, site: Site, factor: float) -> None:
+    """Put ``@slowed`` on the site's ``def`` (below its other decorators, so a route is
+    registered slowed) and add the decorator's module."""
+    package = worktree / PACKAGE
+    (package / "_gate_trial.py").write_text(SLOWDOWN_MODULE.format(fraction=factor - 1.0))
+    path = package / site.path
+    lines = path.read_text().splitlines(keepends=True)
+    start = 0
+    if site.owner:
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"class {site.owner}"))
+    pattern = re.compile(rf"^(\s*)(async\s+)?def {re.escape(site.function)}\(")
+    index = next(i for i in range(start, len(lines)) if pattern.match(lines[i]))
+    indent = pattern.match(lines[index]).group(1)  # type: ignore[union-attr]
+    lines.insert(index, f"{indent}@__import__('dgx_music._gate_trial')._gate_trial.slowed\n")
+    path.write_text("".join(lines))
+
+
+def make_branch(base: str, name: str, site: Site | None, factor: float) -> str:
+    """A branch ``trial/<name>`` one commit after ``base``; returns the commit."""
+    branch = f"trial/{name}"
+    worktree = ROOT / ".asv" / "trial-worktree"
+    subprocess.run(["git", "worktree", "remove", "--force", str(worktree)], cwd=ROOT,
+                   capture_output=True)  # fmt: skip
+    git("worktree", "add", "--force", "-B", branch, str(worktree), base)
+    try:
+        if site is None:
+            git("commit", "--allow-empty", "-qm", "gate trial: nothing changed", cwd=worktree)
+        else:
+            inject(worktree, site, factor)
+            git("add", "-A", cwd=worktree)
+            message = f"gate trial: {site.label} {factor}x (busy loop)"
+            git("commit", "-qm", message, cwd=worktree)
+        return git("rev-parse", "HEAD", cwd=worktree)
+    finally:
+        git("worktree", "remove", "--force", str(worktree))
+
+
+#: A row asv's table marks slower: its ratio and the benchmark with its parameters.
+FLAG = re.compile(
+    r"^\|\s*\+\s*\|[^|]*\|[^|]*\|\s*~?(?P<ratio>[\d.]+)\s*\|\s*(?P<name>bench_[^|]*?)\s*\|"
+)
+
+
+@dataclass
+class Outcome:
+    label: str
+    seconds: float
+    code: int
+    first: list[str]
+    confirmed: list[str]
+    verdict: str
+
+
+def run_gate(base: str, head: str, label: str) -> Outcome:
+    started = time.monotonic()
+    process = subprocess.run(
+        [sys.executable, "-m", "benchgate", "compare", base, head],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.monotonic() - started
+    output = process.stdout + process.stderr
+    (ROOT / ".asv" / f"trial-{head[:8]}.log").write_text(output)
+    first_pass, _, rest = output.partition("\ngate: ")
+    rows = (FLAG.match(line) for line in first_pass.splitlines())
+    first = sorted({f"{row['name']} {row['ratio']}" for row in rows if row})
+    confirmed: list[str] = []
+    if "slower in both passes:" in rest:
+        listed = rest.split("slower in both passes:")[-1]
+        confirmed = re.findall(r"^  (bench_.+)$", listed, re.M)
+    if "memory grew" in output:
+        verdict = "failed: memory"
+    elif confirmed:
+        verdict = "failed: slower in both passes"
+    elif "showed again (noise)" in output:
+        verdict = "passed: first-pass flags did not come back"
+    else:
+        verdict = "passed" if process.returncode == 0 else f"exit {process.returncode}"
+    return Outcome(label, seconds, process.returncode, first, confirmed, verdict)
+
+
+def table(outcomes: list[Outcome]) -> str:
+    rows = [
+        "| trial | change | wall | exit | first pass: slower | confirmation |",
+        "|---|---|---|---|---|---|",
+    ]
+    for index, outcome in enumerate(outcomes, 1):
+        minutes, seconds = divmod(round(outcome.seconds), 60)
+        rows.append(
+            f"| {index} | {outcome.label} | {minutes} m {seconds:02d} s | {outcome.code} | "
+            f"{', '.join(outcome.first) or 'none'} | {outcome.verdict}"
+            + (f": {', '.join(outcome.confirmed)}" if outcome.confirmed else "")
+            + " |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--base", default="main")
+    parser.add_argument("--trials", default="identical,export,analyze,lookup,api,random")
+    parser.add_argument("--factor", type=float, default=1.25)
+    parser.add_argument("--seed", type=int, default=None, help="fixes the random stage's draw")
+    parser.add_argument("--keep-branches", action="store_true")
+    args = parser.parse_args(argv)
+    if args.factor <= 1.0:
+        parser.error(f"--factor: {args.factor}; a slowdown must be over 1")
+    kinds = [kind.strip() for kind in args.trials.split(",") if kind.strip()]
+    unknown = sorted(set(kinds) - {"identical", "random", *SITES})
+    if unknown:
+        parser.error(f"--trials: unknown {', '.join(unknown)}")
+    draw = random.Random(args.seed)
+    base = git("rev-parse", args.base)
+    outcomes = []
+    branches = []
+    for index, kind in enumerate(kinds, 1):
+        site = None if kind == "identical" else SITES.get(kind) or draw.choice(RANDOM_STAGES)
+        label = "nothing" if site is None else f"{site.label} {args.factor}x"
+        head = make_branch(base, f"{index}-{kind}", site, args.factor)
+        branches.append(f"trial/{index}-{kind}")
+        print(f"trial {index}: {label} ({head[:8]} against {base[:8]})", flush=True)
+        outcome = run_gate(base, head, label)
+        outcomes.append(outcome)
+        print(table(outcomes[-1:]).splitlines()[-1], flush=True)
+    print(table(outcomes))
+    if not args.keep_branches:
+        for branch in branches:
+            subprocess.run(["git", "branch", "-D", branch], cwd=ROOT, capture_output=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""The gate trials' injected slowdowns (``scripts/gate_trials.py``): each lands on the function
+it names, slows it by the factor, and leaves the package importable."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def trials():
+    spec = importlib.util.spec_from_file_location("gate_trials", ROOT / "scripts/gate_trials.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gate_trials"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def slowed_tree(trials, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the package with every site of every trial slowed at once."""
+    tree = tmp_path_factory.mktemp("trial")
+    shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("assets"))
+    shutil.copytree(ROOT / "src/dgx_music/assets", tree / "src/dgx_music/assets")
+    for site in [*trials.SITES.values(), *trials.RANDOM_STAGES]:
+        trials.inject(tree, site, 1.25)
+    return tree
+
+
+def test_every_site_is_wrapped_and_the_package_still_imports(trials, slowed_tree: Path) -> None:
+    checks = []
+    for site in [*trials.SITES.values(), *trials.RANDOM_STAGES]:
+        module = "dgx_music." + site.path.removesuffix(".py").replace("/", ".")
+        target = ".".join(part for part in (module, site.owner, site.function) if part)
+        name = site.function
+        checks.append(
+            f"import importlib; m = importlib.import_module({module!r}); "
+            f"o = m if {site.owner!r} is None else getattr(m, {site.owner!r}); "
+            f"assert hasattr(getattr(o, {name!r}), '__wrapped__'), {target!r}"
+        )
+    # The route must be registered slowed, not only replaced in its module afterwards.
+    checks.append(
+        "from dgx_music.api.routes import generations as g\n"
+        "status = [r.endpoint for r in g.router.routes if r.path == '/generations/{generation_id}'"
+        " and 'GET' in r.methods]\n"
+        "assert status and all(hasattr(e, '__wrapped__') for e in status), status"
+    )
+    code = "\n".join(checks)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PYTHONPATH": str(slowed_tree / "src"), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_the_busy_loop_makes_a_call_factor_times_slower(trials, tmp_path: Path) -> None:
+    module = tmp_path / "slowdown.py"
+    module.write_text(trials.SLOWDOWN_MODULE.format(fraction=0.25))
+    spec = importlib.util.spec_from_file_location("slowdown", module)
+    assert spec is not None and spec.loader is not None
+    slowdown = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(slowdown)
+
+    def work() -> None:
+        deadline = time.perf_counter() + 0.2
+        while time.perf_counter() < deadline:
+            pass
+
+    started = time.perf_counter()
+    slowdown.slowed(work)()
+    assert 0.2 * 1.2 <= time.perf_counter() - started <= 0.2 * 1.25 + 0.05
