@@ -81,3 +81,48 @@ def test_the_busy_loop_makes_a_call_factor_times_slower(trials, tmp_path: Path) 
     started = time.perf_counter()
     slowdown.slowed(work)()
     assert 0.2 * 1.2 <= time.perf_counter() - started <= 0.2 * 1.25 + 0.05
+
+
+FIRST_PASS_CLEAN = """$ asv continuous --factor 1.4 --interleave-rounds --split base head
+BENCHMARKS NOT SIGNIFICANTLY CHANGED.
+$ asv compare --machine vm --factor 1.1 --split --only-changed base head
+| Change   | Before   | After    |   Ratio | Benchmark (Parameter)                   |
+|----------|----------|----------|---------|-----------------------------------------|
+| +        | 46.0±1ms | 57.5±1ms |    1.25 | bench_export.ExportWav.time_export(16.0) |
+"""
+
+FLAGGED_THEN_NOISE = """
+| + | 46.0±1ms | 66.0±1ms | 1.43 | bench_export.ExportWav.time_export(16.0) |
+| + | 1.0±0.1s | ~1.5±0.1s |~1.50| bench_pipeline.PipelineThroughput.time_drain_batch('synth', 2) |
+
+gate: 2 benchmark(s) slower in the first pass; confirming them with 4 interleaved rounds:
+  bench_export.ExportWav.time_export(16.0)
+| +        | 46.0±1ms | 52.0±1ms |    1.13 | bench_export.ExportWav.time_export(16.0) |
+
+gate: passed; no slowdown of the first pass showed again (noise)
+"""
+
+
+def test_the_first_pass_is_read_apart_from_the_memory_checks_table(trials) -> None:
+    # The memory check compares at 1.1 after the first pass; its rows are not the first pass's.
+    outcome = trials.read_outcome("export 1.25x", 800.0, 0, FIRST_PASS_CLEAN)
+    assert outcome.first == []
+    assert outcome.verdict == "passed"
+    assert "**a miss**" in trials.table([outcome])
+    assert "**a miss**" not in trials.table([trials.read_outcome("nothing", 800.0, 0, "")])
+
+
+def test_a_flag_that_does_not_come_back_is_noise_and_one_that_does_fails(trials) -> None:
+    noise = trials.read_outcome("nothing", 900.0, 0, FLAGGED_THEN_NOISE)
+    assert noise.first == [
+        "bench_export.ExportWav.time_export(16.0) 1.43",
+        "bench_pipeline.PipelineThroughput.time_drain_batch('synth', 2) 1.50",
+    ]
+    assert noise.verdict == "passed: first-pass flags did not come back"
+    failed = FLAGGED_THEN_NOISE.replace(
+        "gate: passed; no slowdown of the first pass showed again (noise)",
+        "gate: FAILED, slower in both passes:\n  bench_export.ExportWav.time_export(16.0)",
+    )
+    outcome = trials.read_outcome("export 1.25x", 900.0, 1, failed)
+    assert outcome.confirmed == ["bench_export.ExportWav.time_export(16.0)"]
+    assert outcome.verdict == "failed: slower in both passes"
