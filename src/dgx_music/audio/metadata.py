@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dgx_music.audio import key, tempo, truepeak
+from dgx_music.audio import key, mono, tempo, truepeak
 from dgx_music.audio.loudness import CHANNEL_WEIGHTS, integrated_loudness, loudness_range
 from dgx_music.audio.mono import ANALYSIS_SAMPLE_RATE, MIN_ANALYSIS_DURATION, to_analysis_mono
 from dgx_music.errors import InvalidAudioError
@@ -245,9 +245,9 @@ def _tempo_and_key(
 ) -> tuple[float | None, float, str | None, float]:
     if samples.shape[1] < MIN_ANALYSIS_DURATION * sample_rate or peak <= 0:
         return None, 0.0, None, 0.0
-    mono = to_analysis_mono(samples, sample_rate)
-    bpm, tempo_confidence = tempo.estimate_tempo(mono, ANALYSIS_SAMPLE_RATE)
-    name, key_confidence = key.estimate_key(mono, ANALYSIS_SAMPLE_RATE)
+    signal = to_analysis_mono(samples, sample_rate)
+    bpm, tempo_confidence = tempo.estimate_tempo(signal, ANALYSIS_SAMPLE_RATE)
+    name, key_confidence = key.estimate_key(signal, ANALYSIS_SAMPLE_RATE)
     return bpm, tempo_confidence, name, key_confidence
 
 
@@ -272,5 +272,6 @@ def warm_up() -> None:
     Other processes of this environment doing the same wait their turn (numba's cache is not
     safe for concurrent writers, see :mod:`dgx_music.audio.numba_cache`).
     """
+    mono.warm_up()
     tempo.warm_up()
     key.warm_up()

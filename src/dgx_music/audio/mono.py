@@ -5,16 +5,32 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
+from dgx_music.audio import numba_cache
+
 #: Sample rate tempo and key are analysed at, Hz.
 ANALYSIS_SAMPLE_RATE = 22_050
 #: Audio shorter than this has no tempo or key, seconds.
 MIN_ANALYSIS_DURATION = 0.5
 
 
+def warm_up() -> None:
+    """Import librosa's resampler under the numba cache lock, once per process.
+
+    soxr does the resampling and has no numba code, but the first ``librosa.resample`` imports
+    ``librosa.core.audio`` and ``librosa.util.utils``, whose vectorised functions (declared with
+    their signatures and ``cache=True``) compile and write numba's cache as they are imported.
+    Every call of :func:`to_analysis_mono` that resamples does this first.
+    """
+    numba_cache.first_use(
+        __name__, lambda: to_analysis_mono(np.zeros((1, 3_200), np.float32), 32_000)
+    )
+
+
 def to_analysis_mono(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     """Channels (channels, samples) averaged to float32 mono at :data:`ANALYSIS_SAMPLE_RATE`."""
     mono = audio.mean(axis=0)
     if sample_rate != ANALYSIS_SAMPLE_RATE:
+        warm_up()
         mono = librosa.resample(
             mono, orig_sr=sample_rate, target_sr=ANALYSIS_SAMPLE_RATE, res_type="soxr_hq"
         )

@@ -10,9 +10,14 @@ segmentation fault. Seen here on a fresh virtual environment: ten pytest workers
 together, and two ``dgx-music worker`` processes started at once (exit -11).
 
 :func:`exclusive` is held around a process's first use of the compiled code: each analysis module
-(:mod:`dgx_music.audio.tempo`, :mod:`dgx_music.audio.key`) runs its own code on a short clip
-through :func:`first_use` before its first real call, which either loads every function it needs
-from the cache or compiles and writes it. Later uses only read what is loaded. The lock is an
+(:mod:`dgx_music.audio.mono`, :mod:`dgx_music.audio.tempo`, :mod:`dgx_music.audio.key`) runs its
+own code on a short clip through :func:`first_use` before its first real call, which either loads
+every function it needs from the cache or compiles and writes it. Later uses only read what is
+loaded. Importing counts as use: some of librosa's modules (``librosa.core.audio``,
+``librosa.util.utils``) declare vectorised functions with their signatures, which numba compiles
+and caches as the module is imported, so the first touch of ``librosa.resample`` writes the
+cache too (a CI run on a cold cache lost 3 of 6 processes to SIGSEGV while that touch happened
+outside the lock). The lock is an
 advisory ``flock`` on a file in the temporary directory, named after the librosa installation, so
 processes of one environment wait for each other and other environments do not; the kernel
 drops it when its holder dies, so a killed process never leaves it held.
