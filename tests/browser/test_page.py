@@ -13,7 +13,8 @@ from dgx_music.audio.notes import relative_key
 from tests.browser.conftest import API_KEY
 
 # Also added by tests/conftest.py to everything in this folder; explicit for readers.
-pytestmark = pytest.mark.browser
+#: One worker runs the page's tests, so Chromium starts once.
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 #: Longest wait for a synth job to complete in the page, milliseconds.
 JOB_TIMEOUT_MS = 60_000

@@ -27,6 +27,9 @@ from tests.utils.audio_helpers import (
 )
 
 #: (model, prompt, seconds) of the tracks every test in this module checks.
+#: One worker runs the module, so the tracks are made once.
+pytestmark = pytest.mark.xdist_group("audio-quality")
+
 TRACKS = [
     ("synth", "deep house, 124 bpm in A minor", 8.0),
     ("synth", "slow ballad, 68 bpm in E major", 8.0),

@@ -16,6 +16,10 @@ import pytest
 from dgx_music.audio import metadata, notes
 from tests.utils import music_corpus
 
+#: One worker runs the module: the tempo and key tests share one reading of the corpus
+#: (:func:`_results`, 13 s), which a second worker would repeat.
+pytestmark = pytest.mark.xdist_group("analysis-corpus")
+
 #: Clips in the corpus (3 per key) and their length, seconds.
 N_CLIPS = 72
 CLIP_SECONDS = 8.0

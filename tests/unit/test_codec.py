@@ -13,6 +13,9 @@ from dgx_music.generation.twins import build_twin
 
 torch.set_num_threads(1)
 
+#: One worker runs the module, so musicgen-small's twin is built once.
+pytestmark = pytest.mark.xdist_group("codec")
+
 #: Samples per codec frame at 32 kHz and 50 Hz.
 HOP = 640
 #: The issue's bar for "no seam": chunked against one-pass, dB.

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+#: One worker runs the module, so the slowed tree is made once.
+pytestmark = pytest.mark.xdist_group("gate-trials")
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

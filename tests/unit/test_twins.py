@@ -52,6 +52,9 @@ from dgx_music.generation.twins import (
     twin_processor,
 )
 
+#: One worker runs the module, so musicgen-small's twin is built once.
+pytestmark = pytest.mark.xdist_group("twins")
+
 SMALL = "twin:facebook/musicgen-small"
 #: Blocker threshold of the spec for building the small twin on a CPU, seconds.
 SMALL_BUILD_LIMIT = 30.0
