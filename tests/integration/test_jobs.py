@@ -157,7 +157,7 @@ def test_the_heartbeat_keeps_a_long_job_leased(
 ):
     from dgx_music.config import get_settings
 
-    monkeypatch.setenv("DGX_MUSIC_LEASE_SECONDS", "0.6")
+    monkeypatch.setenv("DGX_MUSIC_LEASE_SECONDS", "1.0")
     monkeypatch.setenv("DGX_MUSIC_HEARTBEAT_SECONDS", "0.1")
     get_settings.cache_clear()
     manager = JobManager(database)
