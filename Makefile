@@ -29,6 +29,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	# Compile librosa's numba code into its on-disk cache now (20-30 s on 2 cores), so the first
+	# analysis of every later process, a test worker's or a service worker's, only loads it.
+	$(BIN)/python -c "from dgx_music.audio import metadata; metadata.warm_up()"
 	touch $@
 
 install: $(STAMP)
