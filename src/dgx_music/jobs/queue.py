@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from dgx_music.config import Settings, get_settings
 from dgx_music.errors import JobStateError, LeaseLostError, NotFoundError
+from dgx_music.jobs import wakeup
 from dgx_music.jobs.maintenance import Maintenance
 from dgx_music.jobs.records import (
     Job,
@@ -131,6 +132,7 @@ class JobManager(Maintenance):
                 },
             )
         logger.info("job %s submitted", job.id, extra={"action": "submit", "job_id": job.id})
+        wakeup.job_queued(self.database)
         return job
 
     def record_completed(

@@ -23,6 +23,7 @@ from dgx_music.config import Settings, get_settings
 from dgx_music.errors import DatabaseUnavailableError, DgxMusicError, LeaseLostError
 from dgx_music.generation.engine import MusicEngine, get_engine
 from dgx_music.generation.windows import duration_band
+from dgx_music.jobs import wakeup
 from dgx_music.jobs.lease import JobLease, heartbeat
 from dgx_music.jobs.pipeline import run_jobs
 from dgx_music.jobs.queue import JobManager
@@ -112,7 +113,9 @@ class Worker:
                 if job is None:
                     if self.exit_when_empty and self._queue_is_empty():
                         break
-                    self.stop.wait(self.settings.poll_seconds)
+                    wakeup.wait_for_work(
+                        self.manager.database, self.stop, self.settings.poll_seconds
+                    )
         except DatabaseUnavailableError as exc:
             self.error = exc
             logger.error(
