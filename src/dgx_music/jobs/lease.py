@@ -66,7 +66,6 @@ class JobLease:
         self.lost: LeaseLostError | None = None
         #: Set once the job is being recorded as ended: the heartbeat leaves it alone then.
         self.ended = False
-        self._fraction = 0.0
         self._last_write = time.monotonic()
         self._lock = threading.Lock()
 
@@ -103,7 +102,6 @@ class JobLease:
             due = now - self._last_write >= PROGRESS_INTERVAL
             if due:
                 self._last_write = now
-            self._fraction = fraction
         if due:
             self.renew(fraction)
 

@@ -8,6 +8,8 @@ list comes from :data:`dgx_music.jobs.records.JOB_COLUMNS`.
 
 from __future__ import annotations
 
+import functools
+
 from sqlalchemy import Insert, Integer, String, bindparam, func, insert, select
 
 from dgx_music.jobs.records import JOB_COLUMNS
@@ -47,9 +49,10 @@ COUNTS_BY_STATUS = select(GenerationCount.status, func.sum(GenerationCount.total
 INSERT_JOB = insert(Generation)
 
 
-def _build_prompt_upsert(backend: str) -> Insert:
+@functools.cache
+def prompt_upsert(backend: str) -> Insert:
     """Insert a prompt or count one more use of it, returning its id: one statement,
-    race-free on both backends."""
+    race-free on both backends (``sqlite`` or ``postgresql``), built once per backend."""
     if backend == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
@@ -72,15 +75,3 @@ def _build_prompt_upsert(backend: str) -> Insert:
         )
         .returning(Prompt.id)
     )
-
-
-#: :func:`_build_prompt_upsert` per backend, built on first use.
-_PROMPT_UPSERTS: dict[str, Insert] = {}
-
-
-def prompt_upsert(backend: str) -> Insert:
-    """The prompt upsert for ``backend`` (``sqlite`` or ``postgresql``), built once."""
-    statement = _PROMPT_UPSERTS.get(backend)
-    if statement is None:
-        statement = _PROMPT_UPSERTS.setdefault(backend, _build_prompt_upsert(backend))
-    return statement
