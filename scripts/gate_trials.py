@@ -1,7 +1,7 @@
 """The gate's trials: does ``make bench-compare`` catch a 1.25x slowdown, and pass identical code?
 
     python scripts/gate_trials.py [--base main] [--trials identical,export,analyze,...]
-                                  [--factor 1.25] [--keep-branches] [--markdown]
+                                  [--factor 1.25] [--seed N] [--keep-branches]
 
 Each trial is a branch made from BASE by one commit:
 
@@ -15,8 +15,10 @@ Each trial is a branch made from BASE by one commit:
 A busy loop, not a sleep: a real regression spends its time on the CPU, where the runner's
 other work competes with it. Then the gate runs (``python -m benchgate compare BASE <branch>``),
 and the script prints one row per trial: the change, its wall time, the exit status, what the
-first pass flagged, and what the confirmation said. The branches are deleted afterwards unless
-``--keep-branches``. Run it on a quiet machine: each trial is a whole-suite gate run.
+first pass flagged, and what the confirmation said. A slowdown counts as caught only when the
+gate fails naming one of the site's own benchmarks (:attr:`Site.expect`). The branches are
+deleted afterwards unless ``--keep-branches``. Run it on a quiet machine: each trial is a
+whole-suite gate run.
 """
 
 from __future__ import annotations
@@ -183,9 +185,18 @@ class Outcome:
     first: list[str]
     confirmed: list[str]
     verdict: str
+    #: The slowed site's benchmarks (regexes); empty for an identical-code trial.
+    expect: tuple[str, ...] = ()
+
+    @property
+    def missed(self) -> bool:
+        """A slowdown the gate passed, or failed without naming any benchmark of its site."""
+        if not self.expect:
+            return False
+        return not any(re.search(p, name) for p in self.expect for name in self.confirmed)
 
 
-def run_gate(base: str, head: str, label: str) -> Outcome:
+def run_gate(base: str, head: str, label: str, expect: tuple[str, ...]) -> Outcome:
     started = time.monotonic()
     process = subprocess.run(
         [sys.executable, "-m", "benchgate", "compare", base, head],
@@ -196,10 +207,12 @@ def run_gate(base: str, head: str, label: str) -> Outcome:
     seconds = time.monotonic() - started
     output = process.stdout + process.stderr
     (ROOT / ".asv" / f"trial-{head[:8]}.log").write_text(output)
-    return read_outcome(label, seconds, process.returncode, output)
+    return read_outcome(label, seconds, process.returncode, output, expect)
 
 
-def read_outcome(label: str, seconds: float, code: int, output: str) -> Outcome:
+def read_outcome(
+    label: str, seconds: float, code: int, output: str, expect: tuple[str, ...] = ()
+) -> Outcome:
     """What a gate run's output says: the first pass's slower rows (before the confirmation or
     the memory check's own table, which uses another factor), and the verdict."""
     first_pass = re.split(r"\ngate: |\n\$ asv compare ", output, maxsplit=1)[0]
@@ -218,11 +231,11 @@ def read_outcome(label: str, seconds: float, code: int, output: str) -> Outcome:
         verdict = "passed: first-pass flags did not come back"
     else:
         verdict = "passed" if code == 0 else f"exit {code}"
-    return Outcome(label, seconds, code, first, confirmed, verdict)
+    return Outcome(label, seconds, code, first, confirmed, verdict, expect)
 
 
 def table(outcomes: list[Outcome]) -> str:
-    """The trials as a markdown table; a slowdown the gate let through reads as a miss."""
+    """The trials as a markdown table; a slowdown the gate did not name reads as a miss."""
     rows = [
         "| trial | change | wall | exit | first pass: slower | confirmation |",
         "|---|---|---|---|---|---|",
@@ -232,7 +245,7 @@ def table(outcomes: list[Outcome]) -> str:
         rows.append(
             f"| {index} | {outcome.label} | {minutes} m {seconds:02d} s | {outcome.code} | "
             f"{', '.join(outcome.first) or 'none'} | {outcome.verdict}"
-            + (": **a miss**" if outcome.code == 0 and outcome.label != "nothing" else "")
+            + (": **a miss**" if outcome.missed else "")
             + (f": {', '.join(outcome.confirmed)}" if outcome.confirmed else "")
             + " |"
         )
@@ -263,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         head = make_branch(base, f"{index}-{kind}", site, args.factor)
         branches.append(f"trial/{index}-{kind}")
         print(f"trial {index}: {label} ({head[:8]} against {base[:8]})", flush=True)
-        outcome = run_gate(base, head, label)
+        outcome = run_gate(base, head, label, () if site is None else site.expect)
         outcomes.append(outcome)
         print(table(outcomes[-1:]).splitlines()[-1], flush=True)
     print(table(outcomes))

@@ -108,7 +108,8 @@ gate: passed; no slowdown of the first pass showed again (noise)
 
 def test_the_first_pass_is_read_apart_from_the_memory_checks_table(trials) -> None:
     # The memory check compares at 1.1 after the first pass; its rows are not the first pass's.
-    outcome = trials.read_outcome("export 1.25x", 800.0, 0, FIRST_PASS_CLEAN)
+    export = trials.SITES["export"].expect
+    outcome = trials.read_outcome("export 1.25x", 800.0, 0, FIRST_PASS_CLEAN, export)
     assert outcome.first == []
     assert outcome.verdict == "passed"
     assert "**a miss**" in trials.table([outcome])
@@ -126,6 +127,10 @@ def test_a_flag_that_does_not_come_back_is_noise_and_one_that_does_fails(trials)
         "gate: passed; no slowdown of the first pass showed again (noise)",
         "gate: FAILED, slower in both passes:\n  bench_export.ExportWav.time_export(16.0)",
     )
-    outcome = trials.read_outcome("export 1.25x", 900.0, 1, failed)
+    outcome = trials.read_outcome("export 1.25x", 900.0, 1, failed, trials.SITES["export"].expect)
     assert outcome.confirmed == ["bench_export.ExportWav.time_export(16.0)"]
     assert outcome.verdict == "failed: slower in both passes"
+    assert "**a miss**" not in trials.table([outcome])
+    # Failing on another stage's benchmark is no catch of this one.
+    elsewhere = trials.read_outcome("lookup 1.25x", 900.0, 1, failed, trials.SITES["lookup"].expect)
+    assert "**a miss**" in trials.table([elsewhere])
