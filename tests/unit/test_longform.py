@@ -6,6 +6,7 @@ counted and measured here by wrapping the model's ``generate``.
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from dgx_music.config import Settings
+from dgx_music.generation import musicgen
 from dgx_music.generation.engine import MusicEngine
 from dgx_music.generation.musicgen import MusicgenBackend
 from dgx_music.generation.request import BatchItem, GenerationRequest, GenerationResult
@@ -45,17 +47,37 @@ def tiny(engine: MusicEngine) -> MusicgenBackend:
     return backend
 
 
-#: Solo generations of the tiny model, by (prompt, duration, seed): several tests compare against
-#: the same ones, and a 40 s generation costs seconds on one core.
-_SOLO: dict[tuple[str, float, int], GenerationResult] = {}
+#: Solo generations of the tiny model, by (window frames, prompt, duration, seed): several tests
+#: compare against the same ones, and a 30 s window costs seconds on one core.
+_SOLO: dict[tuple[int, str, float, int], GenerationResult] = {}
 
 
-def solo(tiny: MusicgenBackend, req: GenerationRequest, seed: int) -> GenerationResult:
-    """``tiny.generate(req, seed)``, computed once per module (generation is deterministic)."""
-    key = (req.prompt, req.duration, seed)
+def solo(
+    tiny: MusicgenBackend, req: GenerationRequest, seed: int, window: int = MAX_WINDOW_FRAMES
+) -> GenerationResult:
+    """``tiny.generate(req, seed)`` with windows of ``window`` frames, computed once per module
+    (generation is deterministic)."""
+    key = (window, req.prompt, req.duration, seed)
     if key not in _SOLO:
         _SOLO[key] = tiny.generate(req, seed=seed)
     return _SOLO[key]
+
+
+#: Window and context of the batch tests below, frames: a fifth of the real 1,500 and 600.
+#: Which jobs share a ``generate`` call, and what each one's generator draws, depend only on
+#: the plan of windows, not on their length; the 75 s test above keeps the real windows.
+SHORT_WINDOW = 300
+SHORT_CONTEXT_S = 2.4
+
+
+@pytest.fixture
+def short_windows(tiny: MusicgenBackend, monkeypatch: pytest.MonkeyPatch) -> MusicgenBackend:
+    """``tiny`` planning windows of :data:`SHORT_WINDOW` frames with 2.4 s of context."""
+    monkeypatch.setattr(
+        musicgen, "plan_windows", functools.partial(plan_windows, max_frames=SHORT_WINDOW)
+    )
+    monkeypatch.setattr(tiny, "context_seconds", SHORT_CONTEXT_S)
+    return tiny
 
 
 @pytest.fixture
@@ -149,7 +171,7 @@ def test_a_75_s_job_in_four_windows_writes_75_s_at_the_target_loudness(
     assert track.generation.codes is not None and track.generation.codes.shape == (4, 3750)
     # The job's generation is the backend's, seeded by the request: the next test reads it as
     # the solo 75 s run and checks that a second run reproduces it.
-    _SOLO.setdefault((req.prompt, req.duration, 7), track.generation)
+    _SOLO.setdefault((MAX_WINDOW_FRAMES, req.prompt, req.duration, 7), track.generation)
 
 
 def test_the_first_30_s_of_a_long_job_are_the_30_s_job(tiny: MusicgenBackend):
@@ -162,30 +184,37 @@ def test_the_first_30_s_of_a_long_job_are_the_30_s_job(tiny: MusicgenBackend):
     np.testing.assert_array_equal(long.codes[:, :1500], short.codes)
 
 
-def test_long_and_short_jobs_in_one_batch_equal_their_solo_runs(tiny: MusicgenBackend):
-    requests = [request(40.0, seed=1), request(3.0, "drums", seed=2), request(31.0, "bass", 3)]
-    outcomes = tiny.generate_batch([BatchItem(r, r.seed or 0) for r in requests])
+def test_long_and_short_jobs_in_one_batch_equal_their_solo_runs(
+    short_windows: MusicgenBackend, windows_seen: list[dict[str, int]]
+):
+    # Two windows (300 + 100 new frames), one, and two (300 + 10): the shapes of 40, 3 and 31 s
+    # jobs under the real 30 s windows.
+    requests = [request(8.0, seed=1), request(0.6, "drums", seed=2), request(6.2, "bass", 3)]
+    outcomes = short_windows.generate_batch([BatchItem(r, r.seed or 0) for r in requests])
+    # All three share the first window; the two long ones share the second.
+    assert [call["new"] for call in windows_seen] == [300, 100]
+    assert windows_seen[1]["context"] == round(SHORT_CONTEXT_S * 50)
     for req, outcome in zip(requests, outcomes, strict=True):
         assert isinstance(outcome, GenerationResult), outcome
-        alone = solo(tiny, req, req.seed or 0)
+        alone = solo(short_windows, req, req.seed or 0, SHORT_WINDOW)
         assert outcome.codes is not None and alone.codes is not None
         np.testing.assert_array_equal(outcome.codes, alone.codes)
         np.testing.assert_array_equal(outcome.audio, alone.audio)
         assert outcome.audio.shape == (1, round(req.duration * RATE))
 
 
-def test_a_job_stopped_in_its_second_window_leaves_the_others(tiny: MusicgenBackend):
+def test_a_job_stopped_in_its_second_window_leaves_the_others(short_windows: MusicgenBackend):
     def cancelled(done: int, total: int) -> None:
-        if done > 1600:  # inside the second window
+        if done > SHORT_WINDOW + DELAY + 20:  # inside the second window
             raise RuntimeError("cancelled in window 2")
 
-    requests = [request(40.0, "drums", seed=2), request(40.0, seed=1)]
-    outcomes = tiny.generate_batch(
+    requests = [request(8.0, "drums", seed=2), request(8.0, seed=1)]
+    outcomes = short_windows.generate_batch(
         [BatchItem(requests[0], 2, cancelled), BatchItem(requests[1], 1)]
     )
     assert isinstance(outcomes[0], RuntimeError)
     assert isinstance(outcomes[1], GenerationResult)
-    alone = solo(tiny, requests[1], 1)  # the batch test's first job, alone
+    alone = solo(short_windows, requests[1], 1, SHORT_WINDOW)  # the batch test's first job
     np.testing.assert_array_equal(outcomes[1].audio, alone.audio)
 
 

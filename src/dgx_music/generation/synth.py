@@ -250,15 +250,34 @@ def _hat(rng: np.random.Generator) -> np.ndarray:
 
 
 class _Mixer:
-    """Adds mono sounds into a stereo buffer at a time and a constant-power pan position."""
+    """Adds mono sounds into a stereo buffer at a time and a constant-power pan position.
+
+    The clip is the first ``n_samples``; the ``tail`` past it only gives the last notes room.
+    """
 
     def __init__(self, n_samples: int, tail: int) -> None:
+        self.n_samples = n_samples
         self.buffer = np.zeros((2, n_samples + tail))
+        # Each tone rendered once per clip: the loops play the same notes bar after bar.
+        self._tones: dict[tuple[float, float, str, float], np.ndarray] = {}
+
+    def add_tone(
+        self, note: float, start_s: float, seconds: float, part: str, decay: float, gain: float
+    ) -> None:
+        """A tone of ``part`` (its partials, its pan) at MIDI ``note``; one that starts after
+        the clip's end is never heard, so it is not rendered."""
+        if round(start_s * SAMPLE_RATE) >= self.n_samples:
+            return
+        key = (note, seconds, part, decay)
+        sound = self._tones.get(key)
+        if sound is None:
+            sound = self._tones[key] = _tone(_midi_hz(note), seconds, _PARTIALS[part], decay)
+        self.add(sound, start_s, gain=gain, pan=_PAN[part])
 
     def add(self, sound: np.ndarray, start_s: float, gain: float, pan: float) -> None:
         start = round(start_s * SAMPLE_RATE)
         end = min(start + sound.shape[0], self.buffer.shape[1])
-        if start >= end:
+        if start >= min(end, self.n_samples):
             return
         angle = (pan + 1.0) * np.pi / 4.0
         segment = sound[: end - start] * gain
@@ -363,18 +382,12 @@ class SynthBackend(Backend):
                 if beat_in_chord == 0:
                     # A sustained triad, plus its root an octave up, for as long as the chord lasts.
                     for note in [*chord, chord[0] + 12]:
-                        pad = _tone(
-                            _midi_hz(48 + note),
-                            beats_per_chord * beat_s,
-                            _PARTIALS["chord"],
-                            decay=2.0 * bar_s,
-                        )
-                        mixer.add(pad, at, gain=_GAIN["chord"], pan=_PAN["chord"])
+                        chord_s = beats_per_chord * beat_s
+                        mixer.add_tone(48 + note, at, chord_s, "chord", 2.0 * bar_s, _GAIN["chord"])
                 self._drums(mixer, at, beat, beat_s, kick, snare, hat)
                 # Bass on every beat, on the chord root, an octave up on beat 3.
                 bass_note = 36 + chord[0] % 12 + (12 if beat == 2 else 0)
-                bass = _tone(_midi_hz(bass_note), beat_s * 0.9, _PARTIALS["bass"], decay=0.4)
-                mixer.add(bass, at, gain=_GAIN["bass"], pan=_PAN["bass"])
+                mixer.add_tone(bass_note, at, beat_s * 0.9, "bass", 0.4, _GAIN["bass"])
                 # Melody, on the downbeat and most other beats: a chord tone on the strong beats
                 # (1 and 3), preferring the tonic triad's, and any note of the scale on the weak
                 # ones, so the key stays audible whatever chord is playing.
@@ -384,11 +397,8 @@ class SynthBackend(Backend):
                         tone = tones[int(rng.integers(len(tones)))]
                     else:
                         tone = arrangement.tonic + int(scale[int(rng.integers(7))])
-                    melody = _tone(
-                        _midi_hz(72 + tone % 12), beat_s * 0.95, _PARTIALS["melody"], decay=0.5
-                    )
                     gain = _GAIN["melody"] * (0.8 + 0.4 * rng.random())
-                    mixer.add(melody, at, gain=gain, pan=_PAN["melody"])
+                    mixer.add_tone(72 + tone % 12, at, beat_s * 0.95, "melody", 0.5, gain)
             if progress is not None:
                 progress(bar + 1, n_bars)
 
