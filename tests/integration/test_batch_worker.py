@@ -17,6 +17,7 @@ from dgx_music.jobs.worker import Worker
 from dgx_music.storage.database import Database
 from dgx_music.storage.models import Generation
 from tests.utils.db_helpers import wav_files
+from tests.utils.windows import SHORT_CONTEXT_SECONDS, use_short_windows
 
 pytestmark = pytest.mark.usefixtures("warm_metadata")
 
@@ -110,8 +111,11 @@ def test_a_job_is_batched_only_with_jobs_of_as_many_windows(
     manager: JobManager, output_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):
     # Queued short, long, short, long: the worker claims the oldest, then its mates of the same
-    # band, so the 0.3 s jobs never wait for the 31 s ones (two windows).
-    lengths = [0.3, 31.0, 0.4, 31.0]
+    # band, so the 0.3 s jobs never wait for the 6.2 s ones (two windows on the short windows
+    # of tests.utils.windows, as 31 s jobs are on the real ones).
+    use_short_windows(monkeypatch)
+    monkeypatch.setenv("DGX_MUSIC_CONTEXT_SECONDS", str(SHORT_CONTEXT_SECONDS))
+    lengths = [0.3, 6.2, 0.4, 6.2]
     ids = [
         manager.submit(GenerationRequest(prompt=f"p{i}", duration=d, model="tiny", seed=i)).id
         for i, d in enumerate(lengths)

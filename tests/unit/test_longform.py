@@ -6,7 +6,6 @@ counted and measured here by wrapping the model's ``generate``.
 
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,13 @@ import pytest
 import torch
 
 from dgx_music.config import Settings
-from dgx_music.generation import musicgen
 from dgx_music.generation.engine import MusicEngine
 from dgx_music.generation.musicgen import MusicgenBackend
 from dgx_music.generation.request import BatchItem, GenerationRequest, GenerationResult
 from dgx_music.generation.windows import MAX_WINDOW_FRAMES, Window, duration_band, plan_windows
 from dgx_music.jobs.pipeline import produce_track
 from tests.utils.audio_helpers import measure_loudness, measure_true_peak, read_channels_first
+from tests.utils.windows import SHORT_CONTEXT_SECONDS, SHORT_WINDOW_FRAMES, use_short_windows
 
 torch.set_num_threads(1)
 
@@ -63,20 +62,11 @@ def solo(
     return _SOLO[key]
 
 
-#: Window and context of the batch tests below, frames: a fifth of the real 1,500 and 600.
-#: Which jobs share a ``generate`` call, and what each one's generator draws, depend only on
-#: the plan of windows, not on their length; the 75 s test above keeps the real windows.
-SHORT_WINDOW = 300
-SHORT_CONTEXT_S = 2.4
-
-
 @pytest.fixture
 def short_windows(tiny: MusicgenBackend, monkeypatch: pytest.MonkeyPatch) -> MusicgenBackend:
-    """``tiny`` planning windows of :data:`SHORT_WINDOW` frames with 2.4 s of context."""
-    monkeypatch.setattr(
-        musicgen, "plan_windows", functools.partial(plan_windows, max_frames=SHORT_WINDOW)
-    )
-    monkeypatch.setattr(tiny, "context_seconds", SHORT_CONTEXT_S)
+    """``tiny`` planning windows of a fifth of the real length (see tests.utils.windows)."""
+    use_short_windows(monkeypatch)
+    monkeypatch.setattr(tiny, "context_seconds", SHORT_CONTEXT_SECONDS)
     return tiny
 
 
@@ -193,10 +183,10 @@ def test_long_and_short_jobs_in_one_batch_equal_their_solo_runs(
     outcomes = short_windows.generate_batch([BatchItem(r, r.seed or 0) for r in requests])
     # All three share the first window; the two long ones share the second.
     assert [call["new"] for call in windows_seen] == [300, 100]
-    assert windows_seen[1]["context"] == round(SHORT_CONTEXT_S * 50)
+    assert windows_seen[1]["context"] == round(SHORT_CONTEXT_SECONDS * 50)
     for req, outcome in zip(requests, outcomes, strict=True):
         assert isinstance(outcome, GenerationResult), outcome
-        alone = solo(short_windows, req, req.seed or 0, SHORT_WINDOW)
+        alone = solo(short_windows, req, req.seed or 0, SHORT_WINDOW_FRAMES)
         assert outcome.codes is not None and alone.codes is not None
         np.testing.assert_array_equal(outcome.codes, alone.codes)
         np.testing.assert_array_equal(outcome.audio, alone.audio)
@@ -205,7 +195,7 @@ def test_long_and_short_jobs_in_one_batch_equal_their_solo_runs(
 
 def test_a_job_stopped_in_its_second_window_leaves_the_others(short_windows: MusicgenBackend):
     def cancelled(done: int, total: int) -> None:
-        if done > SHORT_WINDOW + DELAY + 20:  # inside the second window
+        if done > SHORT_WINDOW_FRAMES + DELAY + 20:  # inside the second window
             raise RuntimeError("cancelled in window 2")
 
     requests = [request(8.0, "drums", seed=2), request(8.0, seed=1)]
@@ -214,7 +204,7 @@ def test_a_job_stopped_in_its_second_window_leaves_the_others(short_windows: Mus
     )
     assert isinstance(outcomes[0], RuntimeError)
     assert isinstance(outcomes[1], GenerationResult)
-    alone = solo(short_windows, requests[1], 1, SHORT_WINDOW)  # the batch test's first job
+    alone = solo(short_windows, requests[1], 1, SHORT_WINDOW_FRAMES)  # the batch test's first job
     np.testing.assert_array_equal(outcomes[1].audio, alone.audio)
 
 
