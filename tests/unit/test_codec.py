@@ -7,14 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from transformers import MusicgenForConditionalGeneration
 
 from dgx_music.generation import codec
-from dgx_music.generation.twins import build_twin
+from dgx_music.generation.twins import TWIN_SEED, materialise, twin_config
+from tests.utils.twins import small_twin
 
 torch.set_num_threads(1)
 
-#: One worker runs the module, so musicgen-small's twin is built once.
-pytestmark = pytest.mark.xdist_group("codec")
+#: One worker runs this module and test_twins.py, so musicgen-small's twin is built once.
+pytestmark = pytest.mark.xdist_group("twins")
 
 #: Samples per codec frame at 32 kHz and 50 Hz.
 HOP = 640
@@ -30,8 +32,7 @@ def snr_db(reference: np.ndarray, test: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def small_codec():
     """musicgen-small's twin: the real 32 kHz EnCodec (57 M parameters), seeded weights."""
-    model, _ = build_twin("twin:facebook/musicgen-small", dtype=torch.float32)
-    return model
+    return small_twin().model
 
 
 def test_60_s_decoded_in_chunks_matches_one_pass_everywhere(small_codec):
@@ -85,8 +86,12 @@ def test_encoding_gives_the_codes_a_decode_reads(small_codec):
 
 def test_a_stereo_checkpoint_encodes_and_decodes_each_channel_alone():
     # Stereo MusicGen interleaves left and right codebooks (left 0, right 0, left 1, ...), each
-    # channel its own EnCodec stream: silence on the right must stay silence.
-    model, _ = build_twin("twin:facebook/musicgen-stereo-small", dtype=torch.float32)
+    # channel its own EnCodec stream: silence on the right must stay silence. The codec reads
+    # only the EnCodec and the configuration, so only the EnCodec of the stereo twin is drawn;
+    # the text encoder and the decoder (0.5 B parameters) stay shapes on the meta device.
+    with torch.device("meta"):
+        model = MusicgenForConditionalGeneration(twin_config("twin:facebook/musicgen-stereo-small"))
+    materialise(model.audio_encoder, dtype=torch.float32, device="cpu", seed=TWIN_SEED)
     rng = np.random.default_rng(7)
     audio = np.stack([rng.normal(0, 0.1, 32_000), np.zeros(32_000)]).astype(np.float32)
     with torch.inference_mode():

@@ -33,7 +33,6 @@ import json
 import math
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -44,18 +43,18 @@ from dgx_music.generation.twins import (
     TWIN_CHECKPOINTS,
     TWIN_CONFIG_DIR,
     TWIN_SEED,
-    build_twin,
     is_twin,
     materialise,
     parameter_counts,
     twin_config,
     twin_processor,
 )
+from tests.utils.twins import SMALL, BuiltTwin
+from tests.utils.twins import small_twin as built_small_twin
 
-#: One worker runs the module, so musicgen-small's twin is built once.
+#: One worker runs this module and test_codec.py, so musicgen-small's twin is built once.
 pytestmark = pytest.mark.xdist_group("twins")
 
-SMALL = "twin:facebook/musicgen-small"
 #: Blocker threshold of the spec for building the small twin on a CPU, seconds.
 SMALL_BUILD_LIMIT = 30.0
 
@@ -451,31 +450,22 @@ def test_tied_embeddings_stay_tied():
 
 
 @pytest.fixture(scope="module")
-def small_twin() -> dict[str, Any]:
-    """The small twin with its build time and torch's global random state around the build."""
-    rng_before = torch.random.get_rng_state()
-    started = time.perf_counter()
-    model, processor = build_twin(SMALL)
-    seconds = time.perf_counter() - started
-    return {
-        "model": model,
-        "processor": processor,
-        "seconds": seconds,
-        "rng_before": rng_before,
-        "rng_after": torch.random.get_rng_state(),
-    }
+def small_twin() -> BuiltTwin:
+    """The small twin, with its build time and torch's global random state around the build
+    (built once per process: test_codec.py uses it too)."""
+    return built_small_twin()
 
 
-def test_small_twin_builds_within_the_limit(small_twin: dict[str, Any]):
-    assert small_twin["seconds"] < SMALL_BUILD_LIMIT
+def test_small_twin_builds_within_the_limit(small_twin: BuiltTwin):
+    assert small_twin.seconds < SMALL_BUILD_LIMIT
 
 
-def test_build_leaves_the_global_random_state_alone(small_twin: dict[str, Any]):
-    assert torch.equal(small_twin["rng_before"], small_twin["rng_after"])
+def test_build_leaves_the_global_random_state_alone(small_twin: BuiltTwin):
+    assert torch.equal(small_twin.rng_before, small_twin.rng_after)
 
 
-def test_small_twin_has_the_published_architecture(small_twin: dict[str, Any]):
-    model = small_twin["model"]
+def test_small_twin_has_the_published_architecture(small_twin: BuiltTwin):
+    model = small_twin.model
     assert config_differences(model.config, SMALL) == []
     assert sum(param.numel() for param in model.parameters()) == 586_884_674
     assert not model.training
@@ -483,18 +473,18 @@ def test_small_twin_has_the_published_architecture(small_twin: dict[str, Any]):
     assert {param.device.type for param in model.parameters()} == {"cpu"}
 
 
-def test_small_twin_weights_come_from_the_seed(small_twin: dict[str, Any]):
+def test_small_twin_weights_come_from_the_seed(small_twin: BuiltTwin):
     """The first tensor drawn is T5's embedding table: a fresh generator at TWIN_SEED redraws it."""
-    shared = small_twin["model"].text_encoder.shared.weight
+    shared = small_twin.model.text_encoder.shared.weight
     generator = torch.Generator().manual_seed(TWIN_SEED)
     expected = torch.empty(shared.shape).normal_(0.0, 0.02, generator=generator)
     assert torch.equal(shared.detach(), expected)
 
 
-def test_small_twin_norms_biases_codebooks_and_weight_norm(small_twin: dict[str, Any]):
+def test_small_twin_norms_biases_codebooks_and_weight_norm(small_twin: BuiltTwin):
     from transformers.models.t5.modeling_t5 import T5LayerNorm
 
-    model = small_twin["model"]
+    model = small_twin.model
     for module in model.modules():
         if isinstance(module, torch.nn.LayerNorm | T5LayerNorm):
             assert torch.all(module.weight == 1)
@@ -517,10 +507,10 @@ def test_small_twin_norms_biases_codebooks_and_weight_norm(small_twin: dict[str,
     assert checked == 28
 
 
-def test_small_twin_generation_config_and_processor(small_twin: dict[str, Any]):
-    config = small_twin["model"].generation_config
+def test_small_twin_generation_config_and_processor(small_twin: BuiltTwin):
+    config = small_twin.model.generation_config
     assert {key: getattr(config, key) for key in GENERATION} == GENERATION
-    processor = small_twin["processor"]
+    processor = small_twin.processor
     assert processor.feature_extractor.feature_size == 1
     ids = processor(text=["lo-fi beat, 90 bpm"], return_tensors="pt")["input_ids"]
     assert int(ids.max()) < T5_BASE["vocab_size"]
@@ -531,8 +521,8 @@ def test_stereo_twin_processor_takes_two_channels():
     assert processor.feature_extractor.feature_size == 2
 
 
-def test_small_twin_generates_a_short_clip(small_twin: dict[str, Any]):
-    model, processor = small_twin["model"], small_twin["processor"]
+def test_small_twin_generates_a_short_clip(small_twin: BuiltTwin):
+    model, processor = small_twin.model, small_twin.processor
     frames = 5  # 0.1 s at 50 Hz
     inputs = processor(text=["ambient pad"], padding=True, return_tensors="pt")
     # transformers samples from the global generator: keep this test's draws to itself.
