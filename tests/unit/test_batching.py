@@ -10,14 +10,17 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
+from dgx_music.generation import musicgen
 from dgx_music.generation.engine import TINY_MODEL_DIR, MusicEngine
 from dgx_music.generation.musicgen import MusicgenBackend
 from dgx_music.generation.request import BatchItem, GenerationRequest, GenerationResult
+from tests.utils import twins
 
 torch.set_num_threads(1)
 
@@ -204,12 +207,18 @@ def test_decoder_calls_follow_the_formula(
     assert len(decoder_calls) == decoder_call_formula(duration) == tiny.steps_for(duration) + 1
 
 
+@pytest.mark.xdist_group("twins")
 def test_a_twin_makes_the_same_decoder_calls_as_tiny(
-    tiny: MusicgenBackend, decoder_calls: list[int]
+    tiny: MusicgenBackend, decoder_calls: list[int], monkeypatch: pytest.MonkeyPatch
 ):
     # The twin's cost is the real model's because the number of steps does not depend on the
     # weights: the same duration takes as many decoder calls in musicgen-small's architecture.
-    twin = MusicgenBackend("twin:facebook/musicgen-small", device="cpu")
+    def built_once(name: str, *, dtype: torch.dtype | None = None) -> tuple[Any, Any]:
+        assert (name, dtype) == (twins.SMALL, torch.float32)
+        return twins.small_twin().model, twins.small_twin().processor
+
+    monkeypatch.setattr(musicgen, "build_twin", built_once)  # the twin tests' build, shared
+    twin = MusicgenBackend(twins.SMALL, device="cpu")
     twin.load()
     assert twin._model is not None
     calls: list[int] = []
