@@ -1,8 +1,8 @@
-"""Key of a mono signal: Krumhansl-Schmuckler on constant-Q chroma, with the triads heard in it.
+"""Key of a mono signal: profile correlation on constant-Q chroma, with the triads heard in it.
 
 The log-compressed constant-Q chroma (librosa) is averaged and correlated with the 24 rotations
-of the Krumhansl-Kessler profiles; to each key's correlation is added how strongly the triads
-recognised in short windows speak for it. See :func:`estimate_key`.
+of the Albrecht-Shanahan key profiles; to each key's correlation is added how strongly the
+triads recognised in short windows speak for it. See :func:`estimate_key`.
 
 Key names use one fixed scheme, shared with :mod:`dgx_music.generation.synth`: the tonic from
 :data:`dgx_music.audio.notes.PITCH_CLASS_NAMES` (sharps only: ``"C#"``, never ``"Db"``), a
@@ -21,9 +21,14 @@ from dgx_music.audio import numba_cache
 from dgx_music.audio.mono import ANALYSIS_SAMPLE_RATE, too_short_or_silent, warm_up_clip
 from dgx_music.audio.notes import KEY_NAMES
 
-#: Krumhansl-Kessler key profiles (Krumhansl 1990), tonic first.
-KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+#: Key profiles of Albrecht and Shanahan (2013, Music Perception 31(1)): the share of each pitch
+#: class, tonic first, in a corpus of common-practice pieces. Against Krumhansl-Kessler's
+#: listener ratings (used until 2026-12) they weigh the notes outside the scale near zero; on the
+#: tuning half of the real-music corpus (docs/ANALYSIS.md) exact key went from 62 % to 75 %.
+PROFILE_MAJOR = np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080,
+                          0.008, 0.081])  # fmt: skip
+PROFILE_MINOR = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022,
+                          0.061, 0.052])  # fmt: skip
 
 #: Triads recognised in chord windows: the 12 major (root C first), then the 12 minor.
 _TRIAD_STEPS = {"major": (0, 4, 7), "minor": (0, 3, 7)}
@@ -86,8 +91,10 @@ CHROMA_LOG_GAIN = 100.0
 CHORD_WINDOW_FRAMES = 8
 MIN_CHORD_VOTE_FIT = 0.5
 #: Weight of the chord-function score against the profile correlation (1: a clip made only of
-#: tonic chords adds as much as a perfect profile correlation).
-CHORD_FUNCTION_WEIGHT = 1.0
+#: tonic chords adds as much as a perfect profile correlation). Chosen with the profiles on the
+#: tuning half of the real-music corpus, among 0.5-2, as the best that keeps the synthetic
+#: corpus of tests/utils/music_corpus.py at 90 % or more (docs/ANALYSIS.md).
+CHORD_FUNCTION_WEIGHT = 1.5
 
 
 def warm_up() -> None:
@@ -98,11 +105,12 @@ def warm_up() -> None:
 
 
 def estimate_key(mono: np.ndarray, sample_rate: int) -> tuple[str | None, float]:
-    """Key of a mono signal by the Krumhansl-Schmuckler algorithm, and a confidence 0..1.
+    """Key of a mono signal by profile correlation (Krumhansl-Schmuckler's method), and a
+    confidence 0..1.
 
     The constant-Q spectrum (librosa, C2..B7, tuning estimated from the signal) is
     log-compressed, folded into a chroma per frame, averaged over time and correlated (Pearson)
-    with the 24 rotations of the Krumhansl-Kessler major and minor profiles. To each key's
+    with the 24 rotations of the Albrecht-Shanahan major and minor profiles. To each key's
     correlation is added how strongly the triads recognised in 0.19 s windows speak for it
     (tonic, dominant, subdominant, other diatonic chords; foreign chords count against it);
     the best sum names the key.
@@ -198,19 +206,27 @@ def _estimate_tuning(mono: np.ndarray, sample_rate: int) -> float:
     return float(librosa.pitch_tuning(strong, bins_per_octave=CHROMA_BINS_PER_OCTAVE))
 
 
-def key_correlations(chroma_profile: np.ndarray) -> np.ndarray:
-    """Pearson correlation of a 12-bin chroma profile (C first) with each of :data:`KEY_NAMES`."""
+def _key_templates() -> np.ndarray:
+    """The 24 key profiles (:data:`KEY_NAMES` order) centred and of unit norm."""
     templates = np.stack(
-        [np.roll(KK_MAJOR, tonic) for tonic in range(12)]
-        + [np.roll(KK_MINOR, tonic) for tonic in range(12)]
+        [np.roll(PROFILE_MAJOR, tonic) for tonic in range(12)]
+        + [np.roll(PROFILE_MINOR, tonic) for tonic in range(12)]
     )
     templates = templates - templates.mean(axis=1, keepdims=True)
-    templates /= np.linalg.norm(templates, axis=1, keepdims=True)
+    normalised: np.ndarray = templates / np.linalg.norm(templates, axis=1, keepdims=True)
+    return normalised
+
+
+_KEY_TEMPLATES = _key_templates()
+
+
+def key_correlations(chroma_profile: np.ndarray) -> np.ndarray:
+    """Pearson correlation of a 12-bin chroma profile (C first) with each of :data:`KEY_NAMES`."""
     centred = chroma_profile - chroma_profile.mean()
     norm = np.linalg.norm(centred)
     if norm == 0:
         return np.zeros(len(KEY_NAMES))
-    correlations: np.ndarray = templates @ (centred / norm)
+    correlations: np.ndarray = _KEY_TEMPLATES @ (centred / norm)
     return correlations
 
 
