@@ -140,6 +140,12 @@ def beat_quarters(metre: str) -> float | None:
     return None
 
 
+def beats_per_bar(metre: str) -> int:
+    """Notated beats in a bar of ``metre`` (one of the metres :func:`beat_quarters` keeps)."""
+    numerator = int(metre.split("/")[0])
+    return numerator // 3 if metre in COMPOUND_METRES else numerator
+
+
 def transposition(source_key: str, target_key: str) -> int:
     """The smallest move (-6..+5 semitones) from one key to another of the same mode."""
     tonic, _, mode = source_key.partition(" ")
@@ -217,18 +223,17 @@ def plan(pieces: Sequence[Piece], directory: Path) -> list[Clip]:
 
     rng = np.random.default_rng(SEED)
     turn = {"major": 0, "minor": 0}
-    specs: list[tuple[Piece, str, int]] = []
+    specs: list[tuple[Piece, str]] = []
     for piece in pieces:
         mode = piece.key.partition(" ")[2]
-        for copy in range(TEXTURES[piece.texture][2]):
-            target = f"{MAJOR_NAMES[turn[mode] % 12]} {mode}"
+        for _ in range(TEXTURES[piece.texture][2]):
+            specs.append((piece, f"{MAJOR_NAMES[turn[mode] % 12]} {mode}"))
             turn[mode] += 1
-            specs.append((piece, target, copy))
     order = rng.permutation(len(specs))
     low, high = TEMPO_RANGE
     width = (high - low) / len(specs)
     clips = []
-    for index, (piece, target, _) in enumerate(specs):
+    for index, (piece, target) in enumerate(specs):
         bpm = float(low + width * (order[index] + rng.uniform()))
         ensembles = ENSEMBLES[piece.texture]
         programs = ensembles[int(rng.integers(len(ensembles)))]
@@ -278,8 +283,7 @@ def _midi(clip: Clip, score: Any, rng: Any) -> Any:
     parts = _notes(score)
     first = min(onset for part in parts for onset, _, _ in part)
     span = max(onset + length for part in parts for onset, length, _ in part) - first
-    numerator = int(clip.piece.metre.split("/")[0])
-    bar_q = numerator * (0.5 if clip.piece.metre in COMPOUND_METRES else 1.0)
+    bar_q = beats_per_bar(clip.piece.metre) * beat_q
     span = math.ceil(span / bar_q - 1e-9) * bar_q  # loop on whole bars
     loops = math.ceil(CLIP_SECONDS / (span * seconds_per_quarter)) + 1
     midi = pretty_midi.PrettyMIDI(initial_tempo=60.0 / seconds_per_quarter)
@@ -309,15 +313,14 @@ def _drums(clip: Clip, seconds_per_quarter: float, rng: Any) -> Any:
     drums = pretty_midi.Instrument(program=0, is_drum=True)
     beat_q = beat_quarters(clip.piece.metre)
     assert beat_q is not None
-    numerator = int(clip.piece.metre.split("/")[0])
-    beats_per_bar = numerator // 3 if clip.piece.metre in COMPOUND_METRES else numerator
+    bar = beats_per_bar(clip.piece.metre)
     beat_s = beat_q * seconds_per_quarter
     eighth_s = seconds_per_quarter / 2
     beat = 0
     while beat * beat_s < CLIP_SECONDS:
         at = beat * beat_s
-        position = beat % beats_per_bar
-        hit = KICK if position == 0 or (beats_per_bar == 4 and position == 2) else SNARE
+        position = beat % bar
+        hit = KICK if position == 0 or (bar == 4 and position == 2) else SNARE
         drums.notes.append(pretty_midi.Note(int(rng.integers(96, 112)), hit, at, at + 0.1))
         beat += 1
     eighth = 0
@@ -377,7 +380,7 @@ def missing_tools() -> str | None:
 
 def default_directory() -> Path:
     """Where the corpus is cached: ``$DGX_MUSIC_CORPUS_DIR`` or ``~/.cache/dgx-music``, one
-    folder per version of the rules."""
+    folder per :data:`CORPUS_VERSION` and content of this file (any edit renders it anew)."""
     import os
 
     root = os.environ.get("DGX_MUSIC_CORPUS_DIR") or str(Path.home() / ".cache" / "dgx-music")
