@@ -13,6 +13,7 @@ from functools import lru_cache
 
 import pytest
 
+from benchmarks.real_music import TEMPO_TOLERANCE, tempo_is_right
 from dgx_music.audio import metadata, notes
 from tests.utils import music_corpus
 
@@ -23,17 +24,8 @@ pytestmark = pytest.mark.xdist_group("analysis-corpus")
 #: Clips in the corpus (3 per key) and their length, seconds.
 N_CLIPS = 72
 CLIP_SECONDS = 8.0
-#: A tempo is right within 2 % of the truth, or of half or double it (never 2/3 or 3/2).
-TEMPO_TOLERANCE = 0.02
-TEMPO_FACTORS = (0.5, 1.0, 2.0)
 #: Share of clips each detector must get right.
 REQUIRED_RATE = 0.90
-
-
-def tempo_is_right(found: float | None, truth: float) -> bool:
-    if found is None:
-        return False
-    return any(abs(found / (truth * factor) - 1.0) <= TEMPO_TOLERANCE for factor in TEMPO_FACTORS)
 
 
 def describe_tempo_miss(found: float | None, truth: float) -> str:

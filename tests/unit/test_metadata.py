@@ -12,6 +12,7 @@ import numpy as np
 import pyloudnorm
 import pytest
 
+from benchmarks.real_music import tempo_is_right
 from dgx_music.audio import export, loudness, metadata, mono, notes, tempo
 from dgx_music.audio.metadata import AudioMetadata, analyze
 from dgx_music.errors import InvalidAudioError
@@ -20,8 +21,6 @@ from dgx_music.generation.synth import SynthBackend
 from tests.utils import music_corpus
 
 SR = 32_000  # Hz
-#: Tempo is right within 2 %, at the reported tempo or half or double it.
-TEMPO_TOLERANCE = 0.02
 #: Length of the synth clips the detectors are checked on, seconds.
 CLIP_SECONDS = 8.0
 
@@ -35,14 +34,6 @@ def _warm_librosa() -> None:
 def _sine(freq: float, amplitude: float, seconds: float, phase: float = 0.0) -> np.ndarray:
     t = np.arange(round(seconds * SR)) / SR
     return amplitude * np.sin(2.0 * np.pi * freq * t + phase)
-
-
-def _tempo_matches(detected: float | None, expected: float) -> bool:
-    if detected is None:
-        return False
-    return any(
-        abs(detected / (expected * factor) - 1.0) <= TEMPO_TOLERANCE for factor in (0.5, 1, 2)
-    )
 
 
 # --- accuracy on the synth's own output -------------------------------------------------------
@@ -68,7 +59,7 @@ def test_tempo_and_key_of_synth_output(index: int, key: str) -> None:
 
     found = analyze(result.audio, result.sample_rate)
 
-    assert _tempo_matches(found.tempo_bpm, tempo), (found.tempo_bpm, tempo)
+    assert tempo_is_right(found.tempo_bpm, tempo), (found.tempo_bpm, tempo)
     assert found.tempo_confidence > 0.5
     assert found.key == key, (found.key, key)
     assert found.key_confidence > 0.5
@@ -117,7 +108,7 @@ def test_tempo_of_a_click_track() -> None:
     for start in range(0, clicks.shape[0] - 200, round(0.6 * SR)):
         clicks[start : start + 200] = np.hanning(200)
     found = analyze(clicks + _sine(330.0, 0.05, 10.0), SR)
-    assert _tempo_matches(found.tempo_bpm, 100.0), found.tempo_bpm
+    assert tempo_is_right(found.tempo_bpm, 100.0), found.tempo_bpm
 
 
 def test_noise_has_neither_tempo_nor_key() -> None:
@@ -383,7 +374,7 @@ def test_off_beat_hats_and_eighths_do_not_give_two_thirds_of_the_tempo(bpm: floa
         _place(track, index * beat, notes[(2 * index) % 8], 0.3)
         _place(track, (index + 0.5) * beat, notes[(2 * index + 1) % 8], 0.3)
     found = analyze(track / np.max(np.abs(track)) * 0.8, SR)
-    assert _tempo_matches(found.tempo_bpm, bpm), (found.tempo_bpm, bpm)
+    assert tempo_is_right(found.tempo_bpm, bpm), (found.tempo_bpm, bpm)
 
 
 def test_major_key_with_a_prominent_relative_minor_chord() -> None:
@@ -405,7 +396,7 @@ def test_tempos_the_whole_spectrum_misreads_as_two_thirds(index: int) -> None:
     # Clips of the test corpus (off-beat hats, syncopated kicks, 147-171 BPM) that one
     # whole-spectrum onset autocorrelation reads at 2/3 of the tempo (e.g. 165.7 as 110.5).
     clip = music_corpus.make_clip(index, 72)
-    assert _tempo_matches(analyze(clip.audio, clip.sample_rate).tempo_bpm, clip.tempo_bpm)
+    assert tempo_is_right(analyze(clip.audio, clip.sample_rate).tempo_bpm, clip.tempo_bpm)
 
 
 @pytest.mark.parametrize(
