@@ -23,7 +23,7 @@ HEAD ?= HEAD
 BENCH_FACTOR ?= 1.4
 BENCH_CPU ?=
 
-.PHONY: install test lint format demo bench publish bench-compare bench-check serve clean
+.PHONY: install test lint format demo corpus bench publish bench-compare bench-check serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ test: lint
 	rm -f .coverage .coverage.*
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest --cov=dgx_music --cov-branch --cov-report=term --cov-report=xml $(PYTEST_ARGS)
 	$(BIN)/python scripts/check_coverage.py
+
+# The real-music corpus (docs/ANALYSIS.md): 136 clips rendered by FluidSynth into
+# ~/.cache/dgx-music (or $$DGX_MUSIC_CORPUS_DIR), 2-3 min once; the held-out accuracy test and the
+# accuracy benchmarks read it (and build it themselves when it is missing).
+corpus: $(STAMP)
+	$(BIN)/python -m benchmarks.real_music build
 
 demo: $(STAMP)
 	$(BIN)/dgx-music generate "warm lofi hip hop groove, 84 bpm in A minor" \

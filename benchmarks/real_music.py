@@ -56,6 +56,8 @@ SAMPLE_RATE = 32_000
 CLIP_SECONDS = 30.0
 TEMPO_RANGE = (60.0, 180.0)
 SEED = 18
+#: Clips in the fixed subset whose accuracy the benchmarks track (:func:`subset`).
+SUBSET_SIZE = 24
 
 #: Texture: (corpus composers or collections to draw from, pieces wanted, clips per piece).
 TEXTURES: dict[str, tuple[tuple[str, ...], int, int]] = {
@@ -388,12 +390,26 @@ def default_directory() -> Path:
     return Path(root) / f"real-music-v{CORPUS_VERSION}-{digest}"
 
 
-def build(directory: Path | None = None, progress: bool = False) -> list[Clip]:
-    """Render every clip not rendered yet and write the index; return the clips."""
+def subset(clips: Sequence[Clip]) -> list[Clip]:
+    """The fixed subset the benchmarks track: :data:`SUBSET_SIZE` held-out clips, evenly spaced
+    in corpus order (so the textures, keys and drums come in about their corpus shares)."""
+    held_out = [clip for clip in clips if clip.split == "held-out"]
+    return [held_out[(i * len(held_out)) // SUBSET_SIZE] for i in range(SUBSET_SIZE)]
+
+
+def build(
+    directory: Path | None = None, progress: bool = False, only_subset: bool = False
+) -> list[Clip]:
+    """Render every clip not rendered yet and write the index; return the clips.
+
+    With ``only_subset``, render and return only :func:`subset` (a benchmark's set-up: about a
+    fifth of the time) and write no index.
+    """
     directory = directory or default_directory()
     index_path = directory / "index.json"
     if index_path.exists():
-        return load(directory)
+        clips = load(directory)
+        return subset(clips) if only_subset else clips
     reason = missing_tools()
     if reason is not None:
         raise RuntimeError(reason)
@@ -401,11 +417,14 @@ def build(directory: Path | None = None, progress: bool = False) -> list[Clip]:
     chosen = choose_pieces()
     scores = {piece.source: score for piece, score in chosen}
     clips = plan([piece for piece, _ in chosen], directory)
-    for number, clip in enumerate(clips, start=1):
+    wanted = subset(clips) if only_subset else clips
+    for number, clip in enumerate(wanted, start=1):
         if not clip.path.exists():
             render(clip, scores[clip.piece.source])
         if progress:
-            print(f"{number}/{len(clips)} {clip.name} {clip.piece.source}", file=sys.stderr)
+            print(f"{number}/{len(wanted)} {clip.name} {clip.piece.source}", file=sys.stderr)
+    if only_subset:
+        return wanted
     rows = [
         {
             **dataclasses.asdict(clip),
@@ -435,88 +454,8 @@ def load(directory: Path | None = None) -> list[Clip]:
     ]
 
 
-# --- Measuring the detectors on it ----------------------------------------------------------
-
-#: A tempo is right within 2 % of the truth, or of half or double it (never 2/3 or 3/2): the
-#: rule of every tempo figure of the project, on this corpus and on the tests' synthetic ones.
-TEMPO_TOLERANCE = 0.02
-TEMPO_FACTORS = (0.5, 1.0, 2.0)
-
-
-def tempo_is_right(found: float | None, truth: float) -> bool:
-    """Whether ``found`` BPM is ``truth`` by :data:`TEMPO_TOLERANCE` and :data:`TEMPO_FACTORS`."""
-    if found is None:
-        return False
-    return any(abs(found / (truth * factor) - 1.0) <= TEMPO_TOLERANCE for factor in TEMPO_FACTORS)
-
-
-def key_score(found: str | None, truth: str) -> float:
-    """MIREX's weighted key score (1 exact, 0.5 fifth, 0.3 relative, 0.2 parallel), as
-    ``mir_eval.key.weighted_score`` gives it."""
-    import mir_eval
-
-    return float(mir_eval.key.weighted_score(truth, found or "X"))
-
-
-@dataclass(frozen=True)
-class Reading:
-    """What the detectors read from one clip."""
-
-    clip: Clip
-    tempo: float | None
-    tempo_confidence: float
-    key: str | None
-    key_confidence: float
-
-    @property
-    def tempo_right(self) -> bool:
-        return tempo_is_right(self.tempo, self.clip.bpm)
-
-    @property
-    def key_right(self) -> bool:
-        return self.key == self.clip.key
-
-
-def read(clips: Sequence[Clip]) -> list[Reading]:
-    """Tempo and key of every clip, as the service's analysis reads them."""
-    import soundfile as sf
-
-    from dgx_music.audio import metadata
-
-    readings = []
-    for clip in clips:
-        audio, rate = sf.read(clip.path, dtype="float32", always_2d=True)
-        tempo, tempo_confidence, key, key_confidence = metadata.tempo_and_key(audio.T, rate)
-        readings.append(Reading(clip, tempo, tempo_confidence, key, key_confidence))
-    return readings
-
-
-def table(readings: Sequence[Reading]) -> str:
-    """Exact key, key score and tempo accuracy, by split, texture and percussion."""
-    groups: dict[tuple[str, str], list[Reading]] = {}
-    for reading in readings:
-        drums = "drums" if reading.clip.percussion else "no drums"
-        for label in (reading.clip.texture, drums, "all"):
-            groups.setdefault((reading.clip.split, label), []).append(reading)
-    lines = [
-        "| split | clips | group | exact key | key score | tempo (2 %, x2) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for (split, label), rows in sorted(groups.items()):
-        exact = sum(r.key_right for r in rows) / len(rows)
-        score = sum(key_score(r.key, r.clip.key) for r in rows) / len(rows)
-        tempo = sum(r.tempo_right for r in rows) / len(rows)
-        lines.append(
-            f"| {split} | {len(rows)} | {label} | {exact:.1%} | {score:.1%} | {tempo:.1%} |"
-        )
-    return "\n".join(lines)
-
-
 if __name__ == "__main__":
-    command = sys.argv[1:]
-    if command not in (["build"], ["measure"]):
-        sys.exit("usage: python -m benchmarks.real_music build|measure")
+    if sys.argv[1:] != ["build"]:
+        sys.exit("usage: python -m benchmarks.real_music build")
     built = build(progress=True)
     print(f"{len(built)} clips in {default_directory()}")
-    if command == ["measure"]:
-        print(table(read(built)))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from dgx_music.audio.calibration import UNCERTAIN_BELOW
 from dgx_music.config import get_settings
 from dgx_music.jobs.queue import JobManager
 from dgx_music.jobs.records import JobOutput
@@ -61,6 +62,13 @@ def test_submitted_job_completes_with_audio_timings_and_metadata(
     assert metadata["lufs"] == pytest.approx(-16.0, abs=0.5)
     assert metadata["true_peak_dbtp"] <= -1.0
     assert metadata["details"]["reported"] == {"tempo_bpm": 120.0, "key": "A minor"}
+    # The confidences, and the flags that say which value is a guess.
+    details = metadata["details"]
+    assert metadata["flags"] == details["flags"]
+    for field in ("tempo", "key"):
+        confidence = metadata[f"{field}_confidence"]
+        assert confidence == details[f"{field}_confidence"] and 0.0 <= confidence <= 1.0
+        assert (f"{field}_uncertain" in metadata["flags"]) is (confidence < UNCERTAIN_BELOW)
 
 
 def test_a_seed_is_chosen_when_none_is_given(idle_client: TestClient) -> None:

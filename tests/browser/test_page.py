@@ -82,9 +82,12 @@ def test_make_play_and_delete_a_track(page: Any, artifacts: Path) -> None:
 
     assert number_in(page.text_content("dd[data-field='tempo']")) == pytest.approx(84, rel=0.05)
     assert "BPM" in page.text_content("dd[data-field='tempo']")
-    # The page shows what the analysis found; it may name the relative major, which shares every
-    # pitch (analysis accuracy is tested in tests/unit and tests/integration).
-    assert page.text_content("dd[data-field='key']") in {"A minor", relative_key("A minor")}
+    # The page shows what the analysis found, a guess as a guess (analysis accuracy is tested in
+    # tests/unit and tests/integration).
+    job = page.evaluate("async (url) => (await fetch(url)).json()", player["src"][: -len("/audio")])
+    found = job["metadata"]
+    hedge = " (uncertain)" if "key_uncertain" in found["flags"] else ""
+    assert page.text_content("dd[data-field='key']") == found["key"] + hedge
     lufs = page.text_content("dd[data-field='lufs']")
     assert "LUFS" in lufs and number_in(lufs) == pytest.approx(-16, abs=0.5)
     assert page.text_content("dd[data-field='seed']") == "42"
@@ -175,6 +178,36 @@ def test_a_server_with_an_api_key(page: Any, artifacts: Path) -> None:
     )
     # <audio> cannot send the key: the page fetched the file and plays it from memory.
     assert page.evaluate("document.getElementById('player').currentSrc").startswith("blob:")
-    assert page.text_content("dd[data-field='key']") == "C major"
+    # An unseeded 2 s clip: a key stated as fact is C major's notes; a guess is marked as one.
+    shown = page.text_content("dd[data-field='key']")
+    assert shown.endswith(" (uncertain)") or shown in {"C major", relative_key("C major")}
     page.wait_for_selector("#waveform[data-points]", state="attached")
     assert [p for p in page.problems if "401" not in p] == []
+
+
+def test_an_uncertain_tempo_and_key_read_as_guesses(page: Any) -> None:
+    # The server's analysis decides what is uncertain; here its answer is rewritten to flag
+    # the tempo only, then nothing, and the page must follow the flags.
+    def flag(flags: list[str]) -> Any:
+        def handle(route: Any) -> None:
+            response = route.fetch()
+            job = response.json()
+            if job.get("metadata"):
+                job["metadata"]["flags"] = flags
+            route.fulfill(response=response, json=job)
+
+        return handle
+
+    one_generation = re.compile(r".*/api/v1/generations/[0-9a-f-]{36}$")
+    for flags, tempo_hedged in ((["tempo_uncertain"], True), ([], False)):
+        page.route(one_generation, flag(flags))
+        page.fill("#prompt", "steady groove, 100 bpm in C major")
+        page.fill("#duration", "2")
+        page.click("#submit-button")
+        page.wait_for_selector("#job-status[data-status='completed']", timeout=JOB_TIMEOUT_MS)
+        page.wait_for_selector("#result", state="visible")
+        tempo = page.text_content("dd[data-field='tempo']")
+        assert tempo.endswith("BPM (uncertain)") is tempo_hedged, tempo
+        assert not page.text_content("dd[data-field='key']").endswith("(uncertain)")
+        page.unroute(one_generation)
+    assert page.problems == []

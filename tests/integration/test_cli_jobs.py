@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from dgx_music.audio import metadata
 from dgx_music.cli import app
 from dgx_music.jobs.queue import JobManager
 from dgx_music.jobs.records import JobStatus
@@ -44,6 +45,23 @@ def test_submit_prints_the_id_and_the_worker_runs_it(database: Database, output_
     for expected in ("completed", "dub techno", job.file_path, "tempo_bpm", "sha256"):
         assert expected in shown
     assert "1 of 1" in invoke("jobs", "--status", "COMPLETED")
+
+
+@pytest.mark.parametrize("threshold", [1.01, 0.0])
+def test_jobs_show_marks_an_uncertain_tempo_and_key(
+    database: Database, output_dir: Path, monkeypatch: pytest.MonkeyPatch, threshold: float
+):
+    # Every confidence is below 1.01 and none below 0: all flagged, then none.
+    monkeypatch.setattr(metadata, "UNCERTAIN_BELOW", threshold)
+    job_id = invoke("submit", "house, 124 bpm in C major", "--model", "synth", "--duration", "4")
+    invoke("worker", "--exit-when-empty")
+    job = JobManager(database).get(job_id.strip())
+    shown = invoke("jobs", "show", job.id)
+    flagged = threshold > 1
+    assert (f"{job.key} (uncertain)" in shown) is flagged
+    assert (f"{job.tempo_bpm:.2f} (uncertain)" in shown) is flagged
+    assert ("key_uncertain" in job.metadata["flags"]) is flagged
+    assert ("tempo_uncertain" in job.metadata["flags"]) is flagged
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import pytest
 
-from benchmarks.real_music import TEMPO_TOLERANCE, tempo_is_right
+from benchmarks.analysis_accuracy import TEMPO_TOLERANCE, tempo_is_right
 from dgx_music.audio import metadata, notes
 from tests.utils import music_corpus
 

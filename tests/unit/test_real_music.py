@@ -114,21 +114,14 @@ def test_the_halves_split_by_piece_and_hold_every_texture(tmp_path: Path):
         assert {clip.split for clip in clips if clip.texture == texture} == {"tune", "held-out"}
 
 
-def test_the_tempo_rule_is_octave_tolerant_and_no_more():
-    assert real_music.tempo_is_right(121.0, 120.0)
-    assert real_music.tempo_is_right(60.5, 120.0) and real_music.tempo_is_right(241.0, 120.0)
-    assert not real_music.tempo_is_right(80.0, 120.0)  # 2:3 is a different beat
-    assert not real_music.tempo_is_right(123.0, 120.0)
-    assert not real_music.tempo_is_right(None, 120.0)
-
-
-def test_the_key_score_is_mir_evals():
-    pytest.importorskip("mir_eval", reason="mir_eval comes with the dev extra")
-    assert real_music.key_score("A minor", "A minor") == 1.0
-    assert real_music.key_score("E minor", "A minor") == 0.5  # a fifth
-    assert real_music.key_score("C major", "A minor") == 0.3  # the relative
-    assert real_music.key_score("A major", "A minor") == 0.2  # the parallel
-    assert real_music.key_score(None, "A minor") == 0.0
+def test_the_benchmarks_subset_is_fixed_held_out_and_mixed(tmp_path: Path):
+    clips = real_music.plan(synthetic_pieces(), tmp_path)
+    chosen = real_music.subset(clips)
+    assert len(chosen) == real_music.SUBSET_SIZE == len(set(chosen))
+    assert {clip.split for clip in chosen} == {"held-out"}
+    assert {clip.texture for clip in chosen} == set(real_music.TEXTURES)
+    assert {clip.percussion for clip in chosen} == {True, False}
+    assert chosen == real_music.subset(real_music.plan(synthetic_pieces(), tmp_path))
 
 
 def test_a_chorale_renders_to_30_s_of_its_key(tmp_path: Path):

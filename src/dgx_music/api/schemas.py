@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dgx_music.audio.calibration import UNCERTAIN_BELOW
 from dgx_music.generation.request import (
     DEFAULT_GUIDANCE,
     DEFAULT_TEMPERATURE,
@@ -209,7 +210,22 @@ class MetadataPublic(BaseModel):
     """What analysing the finished audio measured."""
 
     tempo_bpm: float | None = Field(description="Estimated tempo, BPM.")
+    tempo_confidence: float | None = Field(
+        default=None,
+        description="Chance that the tempo is right (within 2 %, or half or double it), 0..1.",
+    )
     key: str | None = Field(description='Estimated key, e.g. "A minor".')
+    key_confidence: float | None = Field(
+        default=None, description="Chance that the key is exactly right, 0..1."
+    )
+    flags: list[str] = Field(
+        default_factory=list,
+        description=(
+            "`tempo_uncertain` / `key_uncertain`: that value's confidence is below "
+            f"{UNCERTAIN_BELOW}, so it is a guess, not a fact. Then the export's own flags, "
+            "such as `silent`."
+        ),
+    )
     lufs: float | None = Field(description="Integrated loudness, LUFS (ITU-R BS.1770-4).")
     true_peak_dbtp: float | None = Field(description="True peak, dBTP.")
     details: dict[str, Any] = Field(
@@ -290,9 +306,13 @@ class GenerationPublic(BaseModel):
                 channels=job.channels or 0,
                 duration=job.actual_duration or 0.0,
             )
+            details = job.metadata or {}
             metadata = MetadataPublic(
                 tempo_bpm=job.tempo_bpm,
+                tempo_confidence=details.get("tempo_confidence"),
                 key=job.key,
+                key_confidence=details.get("key_confidence"),
+                flags=list(details.get("flags", [])),
                 lufs=job.lufs,
                 true_peak_dbtp=job.true_peak,
                 details=job.metadata,

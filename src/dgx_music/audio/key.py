@@ -2,7 +2,8 @@
 
 The log-compressed constant-Q chroma (librosa) is averaged and correlated with the 24 rotations
 of the Albrecht-Shanahan key profiles; to each key's correlation is added how strongly the
-triads recognised in short windows speak for it. See :func:`estimate_key`.
+triads recognised in short windows speak for it. How far the best key leads the next gives a
+calibrated confidence. See :func:`estimate_key`.
 
 Key names use one fixed scheme, shared with :mod:`dgx_music.generation.synth`: the tonic from
 :data:`dgx_music.audio.notes.PITCH_CLASS_NAMES` (sharps only: ``"C#"``, never ``"Db"``), a
@@ -13,11 +14,13 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import NamedTuple
 
 import librosa
 import numpy as np
 
 from dgx_music.audio import numba_cache
+from dgx_music.audio.calibration import Calibration
 from dgx_music.audio.mono import ANALYSIS_SAMPLE_RATE, too_short_or_silent, warm_up_clip
 from dgx_music.audio.notes import KEY_NAMES
 
@@ -85,7 +88,8 @@ CHROMA_BINS_PER_OCTAVE = 36
 CQT_MIN_SECONDS = 2.0
 CHROMA_HOP = 512
 #: Gain inside the log compression of the constant-Q magnitudes, log(1 + gain * |C| / max |C|).
-CHROMA_LOG_GAIN = 100.0
+#: Chosen on the tuning half of the real-music corpus with the overtone weight below.
+CHROMA_LOG_GAIN = 1000.0
 #: Chroma frames per chord window (8 x 512 samples at 22.05 kHz: 0.19 s, shorter than any
 #: chord at 180 BPM) and the triad fit a window needs to vote for its chord.
 CHORD_WINDOW_FRAMES = 8
@@ -94,7 +98,32 @@ MIN_CHORD_VOTE_FIT = 0.5
 #: tonic chords adds as much as a perfect profile correlation). Chosen with the profiles on the
 #: tuning half of the real-music corpus, among 0.5-2, as the best that keeps the synthetic
 #: corpus of tests/utils/music_corpus.py at 90 % or more (docs/ANALYSIS.md).
-CHORD_FUNCTION_WEIGHT = 1.5
+CHORD_FUNCTION_WEIGHT = 2.0
+#: Share of each note's weight that its key template also puts a fifth above it. A played
+#: note's third harmonic sounds a twelfth above it, and the log compression makes that partial
+#: count in the chroma nearly as much as the note: C major's chroma holds more G, and more D
+#: (G's own fifth), than its score does, which pulled the estimate a fifth up (E major read as
+#: B major). Templates that carry the same fifths cancel that pull. Chosen on the tuning half of
+#: the real-music corpus among 0.6-1.0 (docs/ANALYSIS.md).
+OVERTONE_FIFTH_WEIGHT = 0.6
+#: Chance that the key is right by how far its score leads the runner-up's. Fitted on the
+#: tuning half of the real-music corpus (``python -m benchmarks.real_music calibrate``;
+#: docs/ANALYSIS.md).
+KEY_CALIBRATION = Calibration(intercept=1.093, slope=1.172)
+
+
+class KeyEstimate(NamedTuple):
+    """What :func:`estimate_key` found."""
+
+    #: Key name such as ``"A minor"``; ``None`` for audio without a key.
+    name: str | None
+    #: Chance that ``name`` is right, 0..1 (:data:`KEY_CALIBRATION` of ``margin``).
+    confidence: float
+    #: How far the winning key's score leads the runner-up's.
+    margin: float
+
+
+NO_KEY = KeyEstimate(None, 0.0, 0.0)
 
 
 def warm_up() -> None:
@@ -104,27 +133,27 @@ def warm_up() -> None:
     numba_cache.first_use(__name__, lambda: estimate_key(warm_up_clip(), ANALYSIS_SAMPLE_RATE))
 
 
-def estimate_key(mono: np.ndarray, sample_rate: int) -> tuple[str | None, float]:
-    """Key of a mono signal by profile correlation (Krumhansl-Schmuckler's method), and a
-    confidence 0..1.
+def estimate_key(mono: np.ndarray, sample_rate: int) -> KeyEstimate:
+    """Key of a mono signal by profile correlation (Krumhansl-Schmuckler's method), with a
+    calibrated confidence.
 
     The constant-Q spectrum (librosa, C2..B7, tuning estimated from the signal) is
     log-compressed, folded into a chroma per frame, averaged over time and correlated (Pearson)
     with the 24 rotations of the Albrecht-Shanahan major and minor profiles. To each key's
     correlation is added how strongly the triads recognised in 0.19 s windows speak for it
     (tonic, dominant, subdominant, other diatonic chords; foreign chords count against it);
-    the best sum names the key.
+    the best sum names the key. Its lead over the runner-up, calibrated on real music, is the
+    confidence.
 
     Returns
     -------
-    tuple of (str or None, float)
-        Key name such as ``"A minor"`` (``None`` when the signal is silent, shorter than 0.5 s
-        or has a nearly flat chroma or no triad-like windows, as noise has) and the winning
-        key's profile correlation clipped to 0..1.
+    KeyEstimate
+        ``name`` is ``None`` (and the figures 0) when the signal is silent, shorter than 0.5 s
+        or has a nearly flat chroma or no triad-like windows, as noise has.
     """
     warm_up()
     if too_short_or_silent(mono, sample_rate):
-        return None, 0.0
+        return NO_KEY
     shortfall = math.ceil(CQT_MIN_SECONDS * sample_rate) - mono.shape[-1]
     if shortfall > 0:
         # Silence appended adds only all-zero chroma frames: it scales the mean chroma, which
@@ -152,10 +181,10 @@ def estimate_key(mono: np.ndarray, sample_rate: int) -> tuple[str | None, float]
     profile = chroma.mean(axis=1)
     mean = float(profile.mean())
     if mean <= 0 or float(profile.std()) < MIN_CHROMA_CONTRAST * mean:
-        return None, 0.0
+        return NO_KEY
     votes, fit = _chord_votes(chroma)
     if fit < MIN_CHORD_FIT:
-        return None, 0.0
+        return NO_KEY
     profile_scores = key_correlations(profile)
     # The profile alone confuses keys that share their notes (C major and A minor) or most of
     # them (C major and G major); which chords sound, and for how long, tells them apart: the
@@ -163,7 +192,8 @@ def estimate_key(mono: np.ndarray, sample_rate: int) -> tuple[str | None, float]
     # strongest chords, A minor makes A minor and E major (harmonic minor) its strongest.
     scores = profile_scores + CHORD_FUNCTION_WEIGHT * (_CHORD_FUNCTIONS @ votes)
     best = int(np.argmax(scores))
-    return KEY_NAMES[best], float(np.clip(profile_scores[best], 0.0, 1.0))
+    margin = float(scores[best] - np.delete(scores, best).max())
+    return KeyEstimate(KEY_NAMES[best], KEY_CALIBRATION(margin), margin)
 
 
 def _chord_votes(chroma: np.ndarray) -> tuple[np.ndarray, float]:
@@ -207,10 +237,15 @@ def _estimate_tuning(mono: np.ndarray, sample_rate: int) -> float:
 
 
 def _key_templates() -> np.ndarray:
-    """The 24 key profiles (:data:`KEY_NAMES` order) centred and of unit norm."""
+    """The 24 key profiles (:data:`KEY_NAMES` order) as the chroma hears them, each note with
+    its fifth (:data:`OVERTONE_FIFTH_WEIGHT`), centred and of unit norm."""
+    heard = [
+        profile + OVERTONE_FIFTH_WEIGHT * np.roll(profile, 7)
+        for profile in (PROFILE_MAJOR, PROFILE_MINOR)
+    ]
     templates = np.stack(
-        [np.roll(PROFILE_MAJOR, tonic) for tonic in range(12)]
-        + [np.roll(PROFILE_MINOR, tonic) for tonic in range(12)]
+        [np.roll(heard[0], tonic) for tonic in range(12)]
+        + [np.roll(heard[1], tonic) for tonic in range(12)]
     )
     templates = templates - templates.mean(axis=1, keepdims=True)
     normalised: np.ndarray = templates / np.linalg.norm(templates, axis=1, keepdims=True)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dgx_music.audio import key, mono, tempo, truepeak
+from dgx_music.audio.calibration import FLAG_KEY_UNCERTAIN, FLAG_TEMPO_UNCERTAIN, UNCERTAIN_BELOW
 from dgx_music.audio.loudness import CHANNEL_WEIGHTS, integrated_loudness, loudness_range
 from dgx_music.audio.mono import ANALYSIS_SAMPLE_RATE, MIN_ANALYSIS_DURATION, to_analysis_mono
 from dgx_music.errors import InvalidAudioError
@@ -64,17 +65,18 @@ class AudioMetadata:
         Pearson correlation of left and right, -1..1; 1 for mono, ``None`` when a channel is
         constant (e.g. silent).
     tempo_bpm
-        Estimated tempo, BPM; ``None`` for silence, audio shorter than 0.5 s, and arrhythmic
-        audio (confidence below :data:`dgx_music.audio.tempo.MIN_TEMPO_CONFIDENCE`).
+        Estimated tempo, BPM; ``None`` for silence, audio shorter than 0.5 s, and audio with
+        neither a pulse (:data:`dgx_music.audio.tempo.MIN_PULSE`) nor a key, such as noise.
     tempo_confidence
-        Normalised autocorrelation of the onset envelope at the tempo's beat period, 0..1.
+        Chance that the tempo is right (within 2 %, or half or double it), 0..1, calibrated on
+        real music (:mod:`dgx_music.audio.calibration`); 0 when ``tempo_bpm`` is ``None``.
     key
         Estimated key, e.g. ``"A minor"`` (see :data:`dgx_music.audio.notes.KEY_NAMES`);
         ``None`` for silence, audio shorter than 0.5 s, and atonal audio such as noise
         (nearly flat chroma).
     key_confidence
-        Pearson correlation of the mean chroma with the winning key profile, 0..1 (0 when
-        ``key`` is ``None``).
+        Chance that the key is exactly right, 0..1, calibrated on real music; 0 when ``key`` is
+        ``None``.
     """
 
     duration_s: float
@@ -93,6 +95,17 @@ class AudioMetadata:
     tempo_confidence: float
     key: str | None
     key_confidence: float
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """``tempo_uncertain`` and ``key_uncertain`` for a tempo or key that is given with a
+        confidence below :data:`dgx_music.audio.calibration.UNCERTAIN_BELOW`."""
+        found = []
+        if self.tempo_bpm is not None and self.tempo_confidence < UNCERTAIN_BELOW:
+            found.append(FLAG_TEMPO_UNCERTAIN)
+        if self.key is not None and self.key_confidence < UNCERTAIN_BELOW:
+            found.append(FLAG_KEY_UNCERTAIN)
+        return tuple(found)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON-safe values: plain floats, ints and strings, ``None`` for NaN/inf."""
@@ -194,7 +207,7 @@ def analyze(audio: np.ndarray, sample_rate: int) -> AudioMetadata:
             balance = None
         correlation = _correlation(samples[0], samples[1])
 
-    bpm, tempo_confidence, key_name, key_confidence = _tempo_and_key(samples, sample_rate, peak)
+    beat, found = _estimates(samples, sample_rate, peak)
 
     rms_dbfs = _db(mean_square, power=True)
     peak_dbfs = _db(peak)
@@ -211,10 +224,10 @@ def analyze(audio: np.ndarray, sample_rate: int) -> AudioMetadata:
         crest_factor_db=None if rms_dbfs is None or peak_dbfs is None else peak_dbfs - rms_dbfs,
         stereo_balance_db=balance,
         channel_correlation=correlation,
-        tempo_bpm=bpm,
-        tempo_confidence=tempo_confidence,
-        key=key_name,
-        key_confidence=key_confidence,
+        tempo_bpm=beat.bpm,
+        tempo_confidence=beat.confidence,
+        key=found.name,
+        key_confidence=found.confidence,
     )
 
 
@@ -235,20 +248,37 @@ def tempo_and_key(
     InvalidAudioError
         As :func:`analyze`.
     """
+    beat, found = estimates(audio, sample_rate)
+    return beat.bpm, beat.confidence, found.name, found.confidence
+
+
+def estimates(audio: np.ndarray, sample_rate: int) -> tuple[tempo.TempoEstimate, key.KeyEstimate]:
+    """The tempo and key estimates behind :func:`analyze`'s fields, with the evidence their
+    confidences were calibrated from (``python -m benchmarks.analysis_accuracy calibrate``).
+
+    Raises
+    ------
+    InvalidAudioError
+        As :func:`analyze`.
+    """
     samples = _as_channels(audio, sample_rate)
     peak = float(np.max(np.abs(samples))) if samples.shape[1] > 0 else 0.0
-    return _tempo_and_key(samples, sample_rate, peak)
+    return _estimates(samples, sample_rate, peak)
 
 
-def _tempo_and_key(
+def _estimates(
     samples: np.ndarray, sample_rate: int, peak: float
-) -> tuple[float | None, float, str | None, float]:
+) -> tuple[tempo.TempoEstimate, key.KeyEstimate]:
     if samples.shape[1] < MIN_ANALYSIS_DURATION * sample_rate or peak <= 0:
-        return None, 0.0, None, 0.0
+        return tempo.NO_TEMPO, key.NO_KEY
     signal = to_analysis_mono(samples, sample_rate)
-    bpm, tempo_confidence = tempo.estimate_tempo(signal, ANALYSIS_SAMPLE_RATE)
-    name, key_confidence = key.estimate_key(signal, ANALYSIS_SAMPLE_RATE)
-    return bpm, tempo_confidence, name, key_confidence
+    beat = tempo.estimate_tempo(signal, ANALYSIS_SAMPLE_RATE)
+    found = key.estimate_key(signal, ANALYSIS_SAMPLE_RATE)
+    if found.name is None and beat.pulse < tempo.MIN_PULSE:
+        # Neither a pulse nor a key: noise, or something as formless. A weak pulse alone does
+        # not withhold the tempo: sung and organ chorales have little of one, and a key.
+        return tempo.NO_TEMPO, found
+    return beat, found
 
 
 def _correlation(left: np.ndarray, right: np.ndarray) -> float | None:

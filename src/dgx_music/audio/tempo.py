@@ -3,18 +3,21 @@
 Onset strength envelopes (librosa, spectral flux on a mel spectrogram) of four frequency bands
 are autocorrelated separately and summed; each peak is a candidate beat period, scored by the
 autocorrelation at its metrical multiples and weighted by a log-normal tempo prior, as librosa's
-own estimator does; the winner is refined to a fraction of a frame. See :func:`estimate_tempo`.
+own estimator does; the winner is refined to a fraction of a frame. How far the winning peak
+stands out of the autocorrelation gives a calibrated confidence. See :func:`estimate_tempo`.
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import NamedTuple
 
 import librosa
 import numpy as np
 
 from dgx_music.audio import numba_cache
+from dgx_music.audio.calibration import Calibration
 from dgx_music.audio.mono import ANALYSIS_SAMPLE_RATE, too_short_or_silent, warm_up_clip
 
 #: Onset-envelope hop at the analysis rate, samples (11.6 ms).
@@ -30,9 +33,16 @@ TEMPO_RANGE = (30.0, 300.0)
 #: Centre and spread of the log-normal tempo prior that picks among tempo octaves, BPM / octaves.
 TEMPO_PRIOR_BPM = 120.0
 TEMPO_PRIOR_OCTAVES = 1.0
-#: Below this normalised autocorrelation at the beat period, audio has no tempo (8 s of white or
-#: pink noise stays under 0.12, a steady beat reaches 0.5 and more).
-MIN_TEMPO_CONFIDENCE = 0.2
+#: Below this normalised autocorrelation of the whole spectrum's onset envelope at the beat
+#: period, audio has no clear pulse (8-30 s of white, pink or brown noise stays under 0.15, a
+#: steady beat reaches 0.5 and more). Sung and organ chorales, whose notes swell instead of
+#: striking, read 0-0.15 too, so a weak pulse alone does not withhold the tempo:
+#: :func:`dgx_music.audio.metadata.analyze` withholds it only when the audio has no key either.
+MIN_PULSE = 0.2
+#: Chance that the tempo is right (2 %, half or double) by the salience of its autocorrelation
+#: peak. Fitted on the tuning half of the real-music corpus (``python -m benchmarks.real_music
+#: calibrate``; docs/ANALYSIS.md).
+TEMPO_CALIBRATION = Calibration(intercept=-2.894, slope=3.029)
 #: Multiples of a candidate beat period whose autocorrelation supports it: the beat and the
 #: half bar of 4/4 (the bar of 2/4).
 METRICAL_MULTIPLES = (1.0, 2.0)
@@ -45,8 +55,25 @@ def warm_up() -> None:
     numba_cache.first_use(__name__, lambda: estimate_tempo(warm_up_clip(), ANALYSIS_SAMPLE_RATE))
 
 
-def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, float]:
-    """Global tempo of a mono signal, BPM, and a confidence 0..1.
+class TempoEstimate(NamedTuple):
+    """What :func:`estimate_tempo` found."""
+
+    #: Beats per minute; ``None`` for silence, audio shorter than 0.5 s or with no onsets.
+    bpm: float | None
+    #: Chance that ``bpm`` is right, 0..1 (:data:`TEMPO_CALIBRATION` of ``salience``).
+    confidence: float
+    #: Normalised autocorrelation of the whole spectrum's onset envelope at the beat, 0..1.
+    pulse: float
+    #: Height of the beat's autocorrelation peak above the mean over all beat periods tried,
+    #: in standard deviations.
+    salience: float
+
+
+NO_TEMPO = TempoEstimate(None, 0.0, 0.0, 0.0)
+
+
+def estimate_tempo(mono: np.ndarray, sample_rate: int) -> TempoEstimate:
+    """Global tempo of a mono signal, BPM, with a calibrated confidence.
 
     Onset strength envelopes (librosa, spectral flux on a mel spectrogram) of four frequency
     bands are autocorrelated separately and summed, over lags of 0.2..2 s (300..30 BPM). Each
@@ -56,16 +83,19 @@ def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, fl
     does; the winner is refined to a fraction of a frame by parabolic interpolation of its peak
     and of the peaks at its multiples.
 
+    The confidence is the chance, calibrated on real music, that the tempo is right; it grows
+    with how far the beat's autocorrelation peak stands above the autocorrelation at the other
+    periods. A weak pulse does not withhold the tempo here (see :data:`MIN_PULSE`).
+
     Returns
     -------
-    tuple of (float or None, float)
-        Tempo in BPM (``None`` when the signal is silent, shorter than 0.5 s, or its
-        confidence is below :data:`MIN_TEMPO_CONFIDENCE`) and the normalised autocorrelation
-        of the whole-spectrum onset envelope at the beat period, clipped to 0..1.
+    TempoEstimate
+        ``bpm`` is ``None`` (and every figure 0) when the signal is silent, shorter than 0.5 s,
+        or has no onsets to autocorrelate.
     """
     warm_up()
     if too_short_or_silent(mono, sample_rate):
-        return None, 0.0
+        return NO_TEMPO
     # One onset envelope per frequency band, autocorrelated separately and then averaged: in
     # one envelope of the whole spectrum a kick on the beat and a hi-hat on the off-beat
     # correlate with each other at 1.5 beats, which can outweigh the true beat (150 BPM read
@@ -92,7 +122,7 @@ def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, fl
     min_lag = max(2, math.floor(60.0 * frame_rate / TEMPO_RANGE[1]))
     max_lag = min(math.ceil(60.0 * frame_rate / TEMPO_RANGE[0]), n_frames // 2)
     if max_lag <= min_lag + 1:
-        return None, 0.0
+        return NO_TEMPO
     # Unbiased estimates (long lags sum fewer products), normalised so lag 0 is 1.
     unbias = 1.0 - np.arange(n_frames) / n_frames
     # Each band's envelope is a mean over its mel bands; weighted by its share of them, the
@@ -100,7 +130,7 @@ def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, fl
     band_shares = np.diff(band_edges) / TEMPO_MEL_BANDS
     whole = librosa.autocorrelate(band_shares @ envelopes, max_size=n_frames)
     if whole[0] <= 0:
-        return None, 0.0
+        return NO_TEMPO
     whole = whole / unbias / whole[0]
     # The candidates are read from the bands' own autocorrelations, each band with an equal
     # voice: the whole spectrum's without the cross-band terms, and without letting the wide
@@ -108,7 +138,7 @@ def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, fl
     bands = librosa.autocorrelate(envelopes, max_size=n_frames, axis=-1)
     energy = float(bands[:, 0].sum())
     if energy <= 0:
-        return None, 0.0
+        return NO_TEMPO
     autocorrelation = bands.sum(axis=0) / unbias / energy
 
     lags = np.arange(min_lag, max_lag + 1)
@@ -116,7 +146,7 @@ def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, fl
     is_peak = (values > autocorrelation[lags - 1]) & (values >= autocorrelation[lags + 1])
     is_peak &= values > 0
     if not is_peak.any():
-        return None, 0.0
+        return NO_TEMPO
     # Each autocorrelation peak is a candidate beat period. The peak height alone cannot tell
     # a beat from a dotted beat when eighth notes fill the grid: at 1.5 beats the eighths line
     # up as well as at one beat, and off-beat hi-hats can make that peak the higher one (150
@@ -129,13 +159,21 @@ def estimate_tempo(mono: np.ndarray, sample_rate: int) -> tuple[float | None, fl
     bpm = 60.0 * frame_rate / candidates
     prior = np.exp(-0.5 * (np.log2(bpm / TEMPO_PRIOR_BPM) / TEMPO_PRIOR_OCTAVES) ** 2)
     choice = int(np.argmax(support * prior))
-    # The confidence is read where a listener would: on the whole spectrum's envelope.
     lag = candidates[choice]
-    confidence = float(np.clip(whole[lag - 1 : lag + 2].max(), 0.0, 1.0))
-    if confidence < MIN_TEMPO_CONFIDENCE:
-        return None, confidence
+    # The pulse is read where a listener would: on the whole spectrum's envelope.
+    pulse = float(np.clip(whole[lag - 1 : lag + 2].max(), 0.0, 1.0))
+    # The salience: how far the beat stands out of the autocorrelation at every period tried.
+    # A clear beat towers over the rest; a guess among near-equal peaks does not.
+    spread = float(values.std())
+    height = float(autocorrelation[lag - 1 : lag + 2].max()) - float(values.mean())
+    salience = height / spread if spread > 0 else 0.0
     # Only the winner is refined to a fraction of a frame (the support reads +-1 frame anyway).
-    return 60.0 * frame_rate / _refine_period(autocorrelation, int(lag)), confidence
+    return TempoEstimate(
+        bpm=60.0 * frame_rate / _refine_period(autocorrelation, int(lag)),
+        confidence=TEMPO_CALIBRATION(salience),
+        pulse=pulse,
+        salience=salience,
+    )
 
 
 @lru_cache(maxsize=4)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dgx_music.audio.calibration import FLAG_KEY_UNCERTAIN, FLAG_TEMPO_UNCERTAIN, hedged
 from dgx_music.audio.export import (
     ExportResult,
     LoudnessNormalizer,
@@ -87,12 +88,14 @@ class Track:
             "device": self.generation.device,
             "seed": self.generation.seed,
             "duration (s)": meta.duration_s,
-            "tempo (BPM)": meta.tempo_bpm,
-            "key": meta.key,
+            "tempo (BPM)": None
+            if meta.tempo_bpm is None
+            else hedged(f"{meta.tempo_bpm:.2f}", FLAG_TEMPO_UNCERTAIN in meta.flags),
+            "key": None if meta.key is None else hedged(meta.key, FLAG_KEY_UNCERTAIN in meta.flags),
             "loudness (LUFS)": meta.integrated_lufs,
             "true peak (dBTP)": meta.true_peak_dbtp,
             "sample peak": meta.sample_peak,
-            "flags": ", ".join(self.export.flags) or "-",
+            "flags": ", ".join(self.export.flags + meta.flags) or "-",
             "generation time (s)": self.generation.generation_seconds,
             "real-time factor": self.generation.realtime_factor,
             "size (bytes)": self.export.size_bytes,
@@ -176,7 +179,7 @@ def job_output(track: Track, relative_path: Path) -> JobOutput:
     export, meta, generation = track.export, track.metadata, track.generation
     details = meta.to_dict()
     details.update(
-        flags=list(export.flags),
+        flags=[*export.flags, *meta.flags],
         gain_db=export.gain_db,
         limiter_reduction_db=export.limiter_reduction_db,
         realtime_factor=generation.realtime_factor,

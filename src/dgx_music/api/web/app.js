@@ -300,11 +300,16 @@
     return value === null || value === undefined ? "–" : `${value.toFixed(digits)} ${unit}`;
   }
 
+  // A tempo or key the analysis is unsure of is shown as a guess, never as fact.
+  function hedged(text, meta, flag) {
+    return (meta.flags || []).includes(flag) ? `${text} (uncertain)` : text;
+  }
+
   function showMetadata(job) {
     const meta = job.metadata || {};
     const rows = [
-      ["Tempo", formatNumber(meta.tempo_bpm, 1, "BPM"), "tempo"],
-      ["Key", meta.key || "–", "key"],
+      ["Tempo", hedged(formatNumber(meta.tempo_bpm, 1, "BPM"), meta, "tempo_uncertain"), "tempo"],
+      ["Key", hedged(meta.key || "–", meta, "key_uncertain"), "key"],
       ["Loudness", formatNumber(meta.lufs, 1, "LUFS"), "lufs"],
       ["True peak", formatNumber(meta.true_peak_dbtp, 1, "dBTP"), "true-peak"],
       ["Length", formatSeconds(job.audio.duration), "length"],
