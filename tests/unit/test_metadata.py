@@ -155,6 +155,18 @@ def test_a_weak_pulse_withholds_the_tempo_only_from_audio_without_a_key(
     assert (found.tempo_bpm, found.tempo_confidence, found.key) == (None, 0.0, None)
 
 
+def test_a_drone_without_a_beat_gets_a_tempo_only_as_a_guess() -> None:
+    # A held chord over a faint hiss: a key, no beat. Its noise envelope stands out about as
+    # much as a soft real beat does, so the tempo it reads must not be stated as fact.
+    chord = sum(_sine(f, 0.1, 8.0) for f in (220.0, 261.63, 329.63))
+    hiss = 0.001 * np.random.default_rng(0).standard_normal(chord.shape[0])
+    found = analyze(chord + hiss, SR)
+    assert found.key == "A minor"
+    assert found.tempo_bpm is not None
+    assert found.tempo_confidence <= tempo.WEAK_PULSE_CONFIDENCE
+    assert "tempo_uncertain" in found.flags
+
+
 def test_noise_has_neither_tempo_nor_key() -> None:
     noise = 0.1 * np.random.default_rng(7).standard_normal((2, 8 * SR))
     found = analyze(noise, SR)

@@ -39,6 +39,12 @@ TEMPO_PRIOR_OCTAVES = 1.0
 #: striking, read 0-0.15 too, so a weak pulse alone does not withhold the tempo:
 #: :func:`dgx_music.audio.metadata.analyze` withholds it only when the audio has no key either.
 MIN_PULSE = 0.2
+#: The most confidence a tempo read from a weak pulse (below :data:`MIN_PULSE`) may claim. The
+#: real music the calibration was fitted on holds nothing without a beat, and noise envelopes
+#: reach the same beat salience (0.6-3.0) as real beats (1.1 and up): below the pulse threshold
+#: the salience cannot tell a soft beat from none, so such a tempo is a guess, flagged uncertain
+#: (a drone with a faint hiss otherwise read 176 BPM at 0.91).
+WEAK_PULSE_CONFIDENCE = 0.5
 #: Chance that the tempo is right (2 %, half or double) by the salience of its autocorrelation
 #: peak. Fitted on the tuning half of the real-music corpus (``python -m benchmarks.real_music
 #: calibrate``; docs/ANALYSIS.md).
@@ -60,7 +66,8 @@ class TempoEstimate(NamedTuple):
 
     #: Beats per minute; ``None`` for silence, audio shorter than 0.5 s or with no onsets.
     bpm: float | None
-    #: Chance that ``bpm`` is right, 0..1 (:data:`TEMPO_CALIBRATION` of ``salience``).
+    #: Chance that ``bpm`` is right, 0..1 (:data:`TEMPO_CALIBRATION` of ``salience``, at most
+    #: :data:`WEAK_PULSE_CONFIDENCE` when ``pulse`` is below :data:`MIN_PULSE`).
     confidence: float
     #: Normalised autocorrelation of the whole spectrum's onset envelope at the beat, 0..1.
     pulse: float
@@ -167,10 +174,13 @@ def estimate_tempo(mono: np.ndarray, sample_rate: int) -> TempoEstimate:
     spread = float(values.std())
     height = float(autocorrelation[lag - 1 : lag + 2].max()) - float(values.mean())
     salience = height / spread if spread > 0 else 0.0
+    confidence = TEMPO_CALIBRATION(salience)
+    if pulse < MIN_PULSE:
+        confidence = min(confidence, WEAK_PULSE_CONFIDENCE)
     # Only the winner is refined to a fraction of a frame (the support reads +-1 frame anyway).
     return TempoEstimate(
         bpm=60.0 * frame_rate / _refine_period(autocorrelation, int(lag)),
-        confidence=TEMPO_CALIBRATION(salience),
+        confidence=confidence,
         pulse=pulse,
         salience=salience,
     )
