@@ -106,13 +106,17 @@ def _share(rows: Sequence[Reading], right: Callable[[Reading], bool]) -> float:
     return sum(map(right, rows)) / len(rows) if rows else float("nan")
 
 
+def _mean_key_score(rows: Sequence[Reading]) -> float:
+    return sum(key_score(r.key, r.clip.key) for r in rows) / len(rows)
+
+
 def figures(readings: Sequence[Reading]) -> dict[str, float]:
     """The figures :data:`TARGETS` names, over ``readings``."""
     drums = [r for r in readings if r.clip.percussion]
     no_drums = [r for r in readings if not r.clip.percussion]
     return {
         "exact key": _share(readings, lambda r: r.key_right),
-        "key score": sum(key_score(r.key, r.clip.key) for r in readings) / len(readings),
+        "key score": _mean_key_score(readings),
         "tempo with drums": _share(drums, lambda r: r.tempo_right),
         "tempo without drums": _share(no_drums, lambda r: r.tempo_right),
     }
@@ -131,7 +135,7 @@ def table(readings: Sequence[Reading]) -> str:
     ]
     for (split, label), rows in sorted(groups.items()):
         exact = _share(rows, lambda r: r.key_right)
-        score = sum(key_score(r.key, r.clip.key) for r in rows) / len(rows)
+        score = _mean_key_score(rows)
         tempo = _share(rows, lambda r: r.tempo_right)
         lines.append(
             f"| {split} | {len(rows)} | {label} | {exact:.1%} | {score:.1%} | {tempo:.1%} |"

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dgx_music import __version__
-from dgx_music.audio.calibration import FLAG_KEY_UNCERTAIN, FLAG_TEMPO_UNCERTAIN, hedged
+from dgx_music.audio.calibration import stated
 from dgx_music.config import Settings, get_settings
 from dgx_music.errors import DgxMusicError, InvalidInputError, ValidationError
 
@@ -331,10 +331,7 @@ def jobs_show(job_id: Annotated[str, typer.Argument(help="The generation id.")])
         rows["file"] = str(get_settings().output_dir / job.file_path)
     # A tempo or key read with little confidence is shown as such, never as fact.
     flags = (job.metadata or {}).get("flags", [])
-    if job.tempo_bpm is not None:
-        rows["tempo_bpm"] = hedged(format_value(job.tempo_bpm), FLAG_TEMPO_UNCERTAIN in flags)
-    if job.key is not None:
-        rows["key"] = hedged(job.key, FLAG_KEY_UNCERTAIN in flags)
+    rows["tempo_bpm"], rows["key"] = stated(job.tempo_bpm, job.key, flags)
     console.print(metadata_table(f"job {job.id}", rows))
     if job.metadata:
         console.print(metadata_table("metadata", job.metadata))

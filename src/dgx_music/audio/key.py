@@ -107,7 +107,7 @@ CHORD_FUNCTION_WEIGHT = 2.0
 #: the real-music corpus among 0.6-1.0 (docs/ANALYSIS.md).
 OVERTONE_FIFTH_WEIGHT = 0.6
 #: Chance that the key is right by how far its score leads the runner-up's. Fitted on the
-#: tuning half of the real-music corpus (``python -m benchmarks.real_music calibrate``;
+#: tuning half of the real-music corpus (``python -m benchmarks.analysis_accuracy calibrate``;
 #: docs/ANALYSIS.md).
 KEY_CALIBRATION = Calibration(intercept=1.093, slope=1.172)
 

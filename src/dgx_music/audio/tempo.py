@@ -46,8 +46,8 @@ MIN_PULSE = 0.2
 #: (a drone with a faint hiss otherwise read 176 BPM at 0.91).
 WEAK_PULSE_CONFIDENCE = 0.5
 #: Chance that the tempo is right (2 %, half or double) by the salience of its autocorrelation
-#: peak. Fitted on the tuning half of the real-music corpus (``python -m benchmarks.real_music
-#: calibrate``; docs/ANALYSIS.md).
+#: peak. Fitted on the tuning half of the real-music corpus (``python -m
+#: benchmarks.analysis_accuracy calibrate``; docs/ANALYSIS.md).
 TEMPO_CALIBRATION = Calibration(intercept=-2.894, slope=3.029)
 #: Multiples of a candidate beat period whose autocorrelation supports it: the beat and the
 #: half bar of 4/4 (the bar of 2/4).

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dgx_music.audio.calibration import FLAG_KEY_UNCERTAIN, FLAG_TEMPO_UNCERTAIN, hedged
+from dgx_music.audio.calibration import stated
 from dgx_music.audio.export import (
     ExportResult,
     LoudnessNormalizer,
@@ -83,15 +83,14 @@ class Track:
     def summary(self) -> dict[str, Any]:
         """The facts a person wants to see after a generation, in display order."""
         meta = self.metadata
+        tempo, key = stated(meta.tempo_bpm, meta.key, meta.flags)
         return {
             "model": self.generation.model,
             "device": self.generation.device,
             "seed": self.generation.seed,
             "duration (s)": meta.duration_s,
-            "tempo (BPM)": None
-            if meta.tempo_bpm is None
-            else hedged(f"{meta.tempo_bpm:.2f}", FLAG_TEMPO_UNCERTAIN in meta.flags),
-            "key": None if meta.key is None else hedged(meta.key, FLAG_KEY_UNCERTAIN in meta.flags),
+            "tempo (BPM)": tempo,
+            "key": key,
             "loudness (LUFS)": meta.integrated_lufs,
             "true peak (dBTP)": meta.true_peak_dbtp,
             "sample peak": meta.sample_peak,
