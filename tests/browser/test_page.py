@@ -201,9 +201,16 @@ def test_an_uncertain_tempo_and_key_read_as_guesses(page: Any) -> None:
     one_generation = re.compile(r".*/api/v1/generations/[0-9a-f-]{36}$")
     for flags, tempo_hedged in ((["tempo_uncertain"], True), ([], False)):
         page.route(one_generation, flag(flags))
+        earlier = page.get_attribute("#current", "data-job-id")
         page.fill("#prompt", "steady groove, 100 bpm in C major")
         page.fill("#duration", "2")
         page.click("#submit-button")
+        # The first job's "completed" and its result stay on the page until the new job is
+        # followed: wait for the new one before reading its status.
+        page.wait_for_function(
+            "earlier => document.getElementById('current').dataset.jobId !== earlier",
+            arg=earlier,
+        )
         page.wait_for_selector("#job-status[data-status='completed']", timeout=JOB_TIMEOUT_MS)
         page.wait_for_selector("#result", state="visible")
         tempo = page.text_content("dd[data-field='tempo']")

@@ -37,6 +37,9 @@ def test_submit_prints_the_id_and_the_worker_runs_it(database: Database, output_
     assert UUID.fullmatch(job_id)
     assert job_id in invoke("jobs", "--status", "pending")
     assert job_id not in invoke("jobs", "--status", "completed")
+    waiting = invoke("jobs", "show", job_id)
+    assert "pending" in waiting
+    assert not re.search(r"│ file +│|^metadata", waiting, re.M)  # no file, no metadata yet
 
     assert "stopped after 1 jobs" in invoke("worker", "--exit-when-empty")
     job = JobManager(database).get(job_id)
@@ -44,6 +47,7 @@ def test_submit_prints_the_id_and_the_worker_runs_it(database: Database, output_
     shown = invoke("jobs", "show", job_id)
     for expected in ("completed", "dub techno", job.file_path, "tempo_bpm", "sha256"):
         assert expected in shown
+    assert re.search(r"│ file +│", shown) and re.search(r"^metadata", shown, re.M)
     assert "1 of 1" in invoke("jobs", "--status", "COMPLETED")
 
 

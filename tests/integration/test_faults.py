@@ -343,6 +343,20 @@ def test_sigterm_lets_the_running_job_finish_and_exits_cleanly(
     assert manager.check().ok
 
 
+def test_the_first_signal_stops_claiming_and_the_second_releases_running_jobs():
+    # The test above proves this end to end in a worker process; this is the same handler in
+    # this process, where coverage sees it, with the handlers the process had put back after.
+    assert threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    stop, abort = threading.Event(), threading.Event()
+    with worker_module._signal_handlers(stop, abort, enabled=True):
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop.wait(WAIT_LIMIT) and not abort.is_set()
+        os.kill(os.getpid(), signal.SIGINT)
+        assert abort.wait(WAIT_LIMIT)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
 # --- racing workers ----------------------------------------------------------------------------
 
 

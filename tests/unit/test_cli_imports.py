@@ -172,3 +172,20 @@ def test_import_for_startup_keeps_a_paused_collector_paused():
         assert gc.isenabled()
     finally:
         gc.unfreeze()
+
+
+def test_main_runs_the_cli_under_its_script_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """The console script's entry point, in this process (the tests above start it as a child)."""
+    from dgx_music.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", ["dgx-music", "--help"])
+    try:
+        with pytest.raises(SystemExit) as exited:
+            main()
+    finally:
+        gc.unfreeze()
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "Usage: dgx-music" in out and "submit" in out
