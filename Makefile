@@ -20,7 +20,7 @@ BENCH_MACHINE ?=
 BENCH_CONFIG ?= asv.conf.json
 BASE ?= main
 HEAD ?= HEAD
-BENCH_FACTOR ?= 1.4
+BENCH_FACTOR ?= 1.1
 BENCH_CPU ?=
 
 .PHONY: install test lint format demo corpus bench publish bench-compare bench-check serve clean

@@ -83,12 +83,15 @@ def start(machine: str | None, config: Path) -> tuple[str, str, dict[str, str]] 
     return machine, token, env
 
 
-def scratch_config(scratch: Path, results_dir: Path | None = None) -> Path:
-    """asv.conf.json with the results and the site under ``scratch`` (or ``results_dir``), so a
-    check or a noise run leaves results/ alone; the asv environments are the usual ones."""
+def scratch_config(
+    scratch: Path, results_dir: Path | None = None, base: Path = DEFAULT_CONFIG
+) -> Path:
+    """``base`` (asv.conf.json) with the results and the site under ``scratch`` (or
+    ``results_dir``), so a check, a noise run or the gate's confirmation leaves results/ alone;
+    the asv environments are the usual ones."""
     from asv.util import load_json
 
-    conf = load_json(str(DEFAULT_CONFIG), js_comments=True)
+    conf = load_json(str(base), js_comments=True)
     conf.update(
         repo=str(ROOT),
         benchmark_dir=str(ROOT / "benchmarks"),

@@ -171,6 +171,12 @@ def make_branch(base: str, name: str, site: Site | None, factor: float) -> str:
         git("worktree", "remove", "--force", str(worktree))
 
 
+#: A row of the confirmation's round-by-round table (benchgate/gate.py, ``Judged.row``).
+ROUND_ROW = re.compile(
+    r"^\s+(?:SLOWER|noise)\s+.*?x(?P<ratio>[\d.]+)\s+(?P<name>bench_\S+)\s+"
+    r"\(slower in (?P<slower>\d+) of (?P<rounds>\d+) rounds",
+    re.M,
+)
 #: A row asv's table marks slower: its ratio and the benchmark with its parameters.
 FLAG = re.compile(
     r"^\|\s*\+\s*\|[^|]*\|[^|]*\|\s*~?(?P<ratio>[\d.]+)\s*\|\s*(?P<name>bench_[^|]*?)\s*\|"
@@ -187,6 +193,8 @@ class Outcome:
     verdict: str
     #: The slowed site's benchmarks (regexes); empty for an identical-code trial.
     expect: tuple[str, ...] = ()
+    #: The confirmation's reading of each benchmark: "name x1.23 6/6".
+    rounds: tuple[str, ...] = ()
 
     @property
     def missed(self) -> bool:
@@ -196,10 +204,13 @@ class Outcome:
         return not any(re.search(p, name) for p in self.expect for name in self.confirmed)
 
 
-def run_gate(base: str, head: str, label: str, expect: tuple[str, ...]) -> Outcome:
+def run_gate(
+    base: str, head: str, label: str, expect: tuple[str, ...], bench: str | None = None
+) -> Outcome:
     started = time.monotonic()
     process = subprocess.run(
-        [sys.executable, "-m", "benchgate", "compare", base, head],
+        [sys.executable, "-m", "benchgate", "compare", base, head]
+        + (["--bench", bench] if bench else []),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -231,7 +242,11 @@ def read_outcome(
         verdict = "passed: first-pass flags did not come back"
     else:
         verdict = "passed" if code == 0 else f"exit {code}"
-    return Outcome(label, seconds, code, first, confirmed, verdict, expect)
+    readings = tuple(
+        f"{row['name']} x{row['ratio']} {row['slower']}/{row['rounds']}"
+        for row in ROUND_ROW.finditer(rest)
+    )
+    return Outcome(label, seconds, code, first, confirmed, verdict, expect, readings)
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -247,6 +262,7 @@ def table(outcomes: list[Outcome]) -> str:
             f"{', '.join(outcome.first) or 'none'} | {outcome.verdict}"
             + (": **a miss**" if outcome.missed else "")
             + (f": {', '.join(outcome.confirmed)}" if outcome.confirmed else "")
+            + (f" (rounds: {'; '.join(outcome.rounds)})" if outcome.rounds else "")
             + " |"
         )
     return "\n".join(rows)
@@ -259,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--factor", type=float, default=1.25)
     parser.add_argument("--seed", type=int, default=None, help="fixes the random stage's draw")
     parser.add_argument("--keep-branches", action="store_true")
+    parser.add_argument(
+        "--bench",
+        help="gate only the benchmarks matching this regex (a quick trial of the slowed site; "
+        "the issue's trials run the whole suite)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="run each trial this many times")
     args = parser.parse_args(argv)
     if args.factor <= 1.0:
         parser.error(f"--factor: {args.factor}; a slowdown must be over 1")
@@ -270,13 +292,14 @@ def main(argv: list[str] | None = None) -> int:
     base = git("rev-parse", args.base)
     outcomes = []
     branches = []
+    kinds = [kind for kind in kinds for _ in range(args.repeat)]
     for index, kind in enumerate(kinds, 1):
         site = None if kind == "identical" else SITES.get(kind) or draw.choice(RANDOM_STAGES)
         label = "nothing" if site is None else f"{site.label} {args.factor}x"
         head = make_branch(base, f"{index}-{kind}", site, args.factor)
         branches.append(f"trial/{index}-{kind}")
         print(f"trial {index}: {label} ({head[:8]} against {base[:8]})", flush=True)
-        outcome = run_gate(base, head, label, () if site is None else site.expect)
+        outcome = run_gate(base, head, label, () if site is None else site.expect, args.bench)
         outcomes.append(outcome)
         print(table(outcomes[-1:]).splitlines()[-1], flush=True)
     print(table(outcomes))
