@@ -21,6 +21,7 @@ BENCH_CONFIG ?= asv.conf.json
 BASE ?= main
 HEAD ?= HEAD
 BENCH_FACTOR ?= 1.1
+BENCH_CONFIRM_FACTOR ?= 1.1
 BENCH_CPU ?=
 
 .PHONY: install test lint format demo corpus bench publish bench-compare bench-check serve clean
@@ -80,6 +81,7 @@ publish: $(STAMP)
 # The pull-request gate: exit 1 when HEAD is slower or bigger than BASE beyond BENCH_FACTOR.
 bench-compare: $(STAMP)
 	$(BIN)/python -m benchgate compare $(BASE) $(HEAD) --factor $(BENCH_FACTOR) \
+		--confirm-factor $(BENCH_CONFIRM_FACTOR) \
 		--config $(BENCH_CONFIG) $(if $(BENCH_MACHINE),--machine $(BENCH_MACHINE)) \
 		$(if $(BENCH_CPU),--cpu-affinity $(BENCH_CPU))
 

@@ -76,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         help="rounds per commit for every benchmark (default: each benchmark's own, 2 for time_)",
     )
+    compare.add_argument(
+        "--confirm-factor",
+        type=float,
+        default=gate.CONFIRM_FACTOR,
+        help="median round ratio the confirmation must reach (1.05 on a quiet DGX)",
+    )
     compare.add_argument("--bench", help="only benchmarks matching this regex")
     compare.add_argument(
         "--no-confirm",

@@ -49,11 +49,17 @@ Continuous = Callable[[Sequence[str], int | None, float], tuple[int, str]]
 Confirm = Callable[[Sequence[str]], tuple[int, str, dict[str, Judged | None]]]
 
 
-def confirm_slower(code: int, output: str, confirm: Confirm, no_confirm: bool) -> int:
+def confirm_slower(
+    code: int,
+    output: str,
+    confirm: Confirm,
+    no_confirm: bool,
+    factor: float = CONFIRM_FACTOR,
+) -> int:
     """The timing verdict: what the first pass (``code``, ``output``) calls slower must be slower
     again, round by round, in a confirmation pass of its own (benchgate/rounds.py), or it was
     noise. A benchmark without samples to split into rounds (a ``track_`` figure) is judged by
-    asv's verdict in the confirmation pass at :data:`CONFIRM_FACTOR`."""
+    asv's verdict in the confirmation pass at ``factor``."""
     slower = flagged(output, "+")
     if code == 0 or not slower or flagged(output, "!") or no_confirm:
         return code
@@ -61,7 +67,7 @@ def confirm_slower(code: int, output: str, confirm: Confirm, no_confirm: bool) -
         f"\ngate: {len(slower)} benchmark(s) slower in the first pass; confirming them round by "
         f"round ({rounds.ROUNDS} rounds of {rounds.SAMPLES} samples per commit, "
         f"{rounds.LONG_ROUNDS} of one for calls over {rounds.LONG_CALL_S:g} s) at factor "
-        f"{CONFIRM_FACTOR}:",
+        f"{factor}:",
         *slower,
         sep="\n  ",
         flush=True,
@@ -147,12 +153,12 @@ def compare(args: argparse.Namespace) -> int:
     base, head = git("rev-parse", args.base), git("rev-parse", args.head)
 
     def confirm(names: Sequence[str]) -> tuple[int, str, dict[str, Judged | None]]:
-        return confirmation(names, continuous, config, machine, base, head)
+        return confirmation(names, continuous, config, machine, (base, head), args.confirm_factor)
 
     try:
         first = [f"rounds={args.rounds}"] if args.rounds else []
         code, output = continuous([args.bench] if args.bench else [], first, args.factor)
-        code = confirm_slower(code, output, confirm, args.no_confirm)
+        code = confirm_slower(code, output, confirm, args.no_confirm, args.confirm_factor)
         grown = memory_grown(machine, config, env, args.base, args.head)
         if grown:
             print(
@@ -172,14 +178,15 @@ def confirmation(
     continuous: Callable[..., tuple[int, str]],
     config: Path,
     machine: str,
-    base: str,
-    head: str,
+    commits: tuple[str, str],
+    factor: float = CONFIRM_FACTOR,
 ) -> tuple[int, str, dict[str, Judged | None]]:
     """Run ``names`` again in interleaved rounds with a fixed number of samples a round, into a
     scratch results directory, and judge each round by round. Calls the first pass timed at
     :data:`rounds.LONG_CALL_S` or more get fewer rounds of one sample."""
     from asv.util import load_json
 
+    base, head = commits
     results_dir = Path(load_json(str(config), js_comments=True)["results_dir"])
     if not results_dir.is_absolute():
         results_dir = config.parent / results_dir
@@ -200,7 +207,7 @@ def confirmation(
             status, output = continuous(
                 [exact(name) for name in group],
                 [f"rounds={count}", f"repeat={samples}"],
-                CONFIRM_FACTOR,
+                factor,
                 run_config,
             )
             code, outputs = max(code, status), [*outputs, output]
@@ -208,7 +215,5 @@ def confirmation(
             base_files = result_files(found, machine, base)
             head_files = result_files(found, machine, head)
             if base_files and head_files:
-                judged.update(
-                    rounds.judge(group, base_files[0], head_files[0], count, CONFIRM_FACTOR)
-                )
+                judged.update(rounds.judge(group, base_files[0], head_files[0], count, factor))
     return code, "".join(outputs), judged

@@ -173,7 +173,7 @@ def make_branch(base: str, name: str, site: Site | None, factor: float) -> str:
 
 #: A row of the confirmation's round-by-round table (benchgate/gate.py, ``Judged.row``).
 ROUND_ROW = re.compile(
-    r"^\s+(?:SLOWER|noise)\s+.*?x(?P<ratio>[\d.]+)\s+(?P<name>bench_\S+)\s+"
+    r"^\s+(?:SLOWER|noise)\s+.*?x(?P<ratio>[\d.]+)\s+(?P<name>bench_.+?)\s+"
     r"\(slower in (?P<slower>\d+) of (?P<rounds>\d+) rounds",
     re.M,
 )

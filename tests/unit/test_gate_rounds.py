@@ -95,3 +95,54 @@ def test_one_round_the_other_way_clears_a_benchmark():
     assert "slower in 4 of 6 rounds, 5 needed" in two_against.rule
     assert not judged(1.3, 0.99, 1.3).slower  # three long rounds must all agree
     assert not judged(1.05, 1.06, 1.04, 1.05, 1.05, 1.06).slower  # agreed, but under the factor
+
+
+def test_the_confirmation_runs_long_calls_in_fewer_rounds_and_judges_each(tmp_path: Path):
+    """``gate.confirmation`` with asv stood in for: what it asks asv for, and how it reads the
+    results asv leaves in its scratch directory."""
+    from benchgate import gate
+
+    base, head = "a" * 40, "b" * 40
+    fast, slow = f"{LOOKUP}('sqlite', 100000)", f"{LOOKUP}('postgresql', 100000)"
+    # The first pass's results: the PostgreSQL case took 2 s a call (a long call), SQLite 1 ms.
+    first = tmp_path / "results" / "m"
+    first.mkdir(parents=True)
+    _figures(first / f"{head[:8]}-env.json", [1e-3, 2.0], [None, None])
+    config = tmp_path / "asv.conf.json"
+    config.write_text(json.dumps({"results_dir": "results", "env_dir": "env", "repo": "."}))
+
+    asked = []
+
+    def continuous(benches, attributes, factor, run_config):
+        asked.append((list(benches), list(attributes), factor))
+        count = int(attributes[0].split("=")[1])
+        per = int(attributes[1].split("=")[1])
+        results = run_config.parent / "results" / "m"
+        results.mkdir(parents=True, exist_ok=True)
+        sqlite_head = 1.3 if any("sqlite" in b for b in benches) else None
+        for commit, scale in ((base, 1.0), (head, sqlite_head or 1.0)):
+            samples = [scale * (1 + 0.01 * i) for i in range(count * per)]
+            _figures(results / f"{commit[:8]}-env.json", [1.0, 1.0], [samples, samples])
+        return 1, ""
+
+    code, _, judged = gate.confirmation([fast, slow], continuous, config, "m", (base, head), 1.1)
+    assert asked == [
+        ([gate.exact(fast)], [f"rounds={rounds.ROUNDS}", f"repeat={rounds.SAMPLES}"], 1.1),
+        ([gate.exact(slow)], [f"rounds={rounds.LONG_ROUNDS}", "repeat=1"], 1.1),
+    ]
+    assert judged[fast] is not None and judged[fast].slower
+    assert len(judged[fast].base) == rounds.ROUNDS
+    assert judged[slow] is not None and not judged[slow].slower
+    assert len(judged[slow].base) == rounds.LONG_ROUNDS
+    assert code == 1
+
+
+def _figures(path: Path, values: list, samples: list) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "result_columns": ["result", "params", "samples"],
+                "results": {LOOKUP: [values, [["'sqlite'", "'postgresql'"], ["100000"]], samples]},
+            }
+        )
+    )

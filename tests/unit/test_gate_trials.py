@@ -98,12 +98,16 @@ FLAGGED_THEN_NOISE = """
 | + | 46.0±1ms | 66.0±1ms | 1.43 | bench_export.ExportWav.time_export(16.0) |
 | + | 1.0±0.1s | ~1.5±0.1s |~1.50| bench_pipeline.PipelineThroughput.time_drain_batch('synth', 2) |
 
-gate: 2 benchmark(s) slower in the first pass; confirming them with 4 interleaved rounds:
+gate: 2 benchmark(s) slower in the first pass; confirming them round by round:
   bench_export.ExportWav.time_export(16.0)
 | +        | 46.0±1ms | 52.0±1ms |    1.13 | bench_export.ExportWav.time_export(16.0) |
 
+gate: the confirmation, round by round (base -> head):
+  noise      46.0 ms ->    52.0 ms  x1.13  bench_export.ExportWav.time_export(16.0)  (slower in 4 of 6 rounds, 5 needed, median round ratio 1.13 >= 1.1)
+  noise        1.0 s ->      1.0 s  x1.01  bench_pipeline.PipelineThroughput.time_drain_batch('synth', 2)  (slower in 2 of 3 rounds, 3 needed, median round ratio 1.01 < 1.1)
+
 gate: passed; no slowdown of the first pass showed again (noise)
-"""
+"""  # noqa: E501
 
 
 def test_the_first_pass_is_read_apart_from_the_memory_checks_table(trials) -> None:
@@ -123,6 +127,10 @@ def test_a_flag_that_does_not_come_back_is_noise_and_one_that_does_fails(trials)
         "bench_pipeline.PipelineThroughput.time_drain_batch('synth', 2) 1.50",
     ]
     assert noise.verdict == "passed: first-pass flags did not come back"
+    assert noise.rounds == (
+        "bench_export.ExportWav.time_export(16.0) x1.13 4/6",
+        "bench_pipeline.PipelineThroughput.time_drain_batch('synth', 2) x1.01 2/3",
+    )
     failed = FLAGGED_THEN_NOISE.replace(
         "gate: passed; no slowdown of the first pass showed again (noise)",
         "gate: FAILED, slower in both passes:\n  bench_export.ExportWav.time_export(16.0)",
