@@ -22,8 +22,9 @@ DEFAULT_FACTOR = 1.1
 #: the paired round ratios must reach it, with head slower in every round.
 CONFIRM_FACTOR = 1.1
 #: Factor of the gate's memory check. The stage-memory figures (``track_*peak*``, MiB) are
-#: deterministic, identical runs agree to 1.001 (docs/BENCHMARKING.md, "Noise"), so they are
-#: judged tighter than time: one more copy of a 16 s clip's float64 audio in export is 1.19x.
+#: deterministic, identical runs agree to 1.001 (docs/benchmarking-trials.md, "The noise
+#: table"), so they are judged tighter than time: one more copy of a 16 s clip's float64 audio
+#: in export is 1.19x.
 MEMORY_FACTOR = 1.1
 #: The memory figures the memory check judges: every stage's own peak, host or device.
 MEMORY_TRACK = re.compile(r"\.track_\w*peak")
@@ -43,7 +44,9 @@ def exact(benchmark: str) -> str:
     return f"^{re.escape(benchmark)}$"
 
 
-Continuous = Callable[[Sequence[str], int | None, float], tuple[int, str]]
+#: Runs ``asv continuous`` on the named benchmarks: (benchmarks, ``-a`` attributes, factor[,
+#: configuration]) -> asv's exit status and output.
+Continuous = Callable[..., tuple[int, str]]
 #: Runs the confirmation of the named benchmarks; returns asv's exit status and output, and each
 #: benchmark's round-by-round judgement (None where its rounds cannot be compared).
 Confirm = Callable[[Sequence[str]], tuple[int, str, dict[str, Judged | None]]]
@@ -175,7 +178,7 @@ def compare(args: argparse.Namespace) -> int:
 
 def confirmation(
     names: Sequence[str],
-    continuous: Callable[..., tuple[int, str]],
+    continuous: Continuous,
     config: Path,
     machine: str,
     commits: tuple[str, str],
