@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchgate.asvrun import ROOT, asv, default_machine, end_run, git, run_env, scratch_config
+from benchgate.results import case_name
 
 #: Factors the table reports false alarms at.
 FACTORS = (1.1, 1.2, 1.3, 1.5)
@@ -86,7 +87,7 @@ def load_cases(directory: Path) -> dict[str, Run]:
             value = values[index]
             if value is None or value != value:
                 continue  # skipped (n/a) or failed
-            name = key + (f"({', '.join(combo)})" if combo else "")
+            name = case_name(key, combo)
             cases[name] = Run(value, stats[index] or {}, samples[index] if samples else None)
     return cases
 

@@ -8,13 +8,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchgate.asvrun import ROOT
 
 #: The headline rows, declared beside the benchmarks they read.
 HEADLINE_FILE = ROOT / "benchmarks" / "headline.json"
-
-Figures = dict[str, dict[tuple[str, ...], float | None]]
 
 
 @dataclass(frozen=True)
@@ -47,18 +46,24 @@ def result_files(results_dir: Path, machine: str, commit: str) -> list[Path]:
     return sorted((results_dir / machine).glob(f"{commit[:8]}-*.json"))
 
 
-def load_results(path: Path) -> Figures:
-    """{benchmark: {parameter values: figure}} from one asv result file."""
+def load_results(path: Path, column: str = "result") -> dict[str, dict[tuple[str, ...], Any]]:
+    """{benchmark: {parameter values: figure}} from one asv result file; with ``column``, that
+    per-case column instead of the figure (``"samples"``: each case's raw samples, or None)."""
     data = json.loads(path.read_text())
     columns = data["result_columns"]
-    figures: Figures = {}
+    figures: dict[str, dict[tuple[str, ...], Any]] = {}
     for name, row in data["results"].items():
         entry = dict(zip(columns, row, strict=False))
-        values = entry.get("result") or []
         params: Sequence[Sequence[str]] = entry.get("params") or []
         combos = list(itertools.product(*params)) if params else [()]
+        values = entry.get(column) or []
         figures[name] = dict(zip(combos, values, strict=False))
     return figures
+
+
+def case_name(benchmark: str, combo: Sequence[str]) -> str:
+    """A benchmark case as asv's tables print it: ``name(param, ...)``."""
+    return benchmark + (f"({', '.join(combo)})" if combo else "")
 
 
 def format_figure(value: float | None, unit: str, divide: float) -> str:

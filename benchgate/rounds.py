@@ -25,11 +25,11 @@ a 1.25x confirmed 999 times in 1,000, a 1.15x 85 times in 100.
 
 from __future__ import annotations
 
-import itertools
-import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchgate.results import case_name, load_results
 
 #: Samples per round in the confirmation (asv's ``repeat``), for benchmarks whose call takes
 #: under :data:`LONG_CALL_S`; their median resists one disturbed sample.
@@ -116,18 +116,12 @@ def round_medians(samples: list[float] | None, rounds: int) -> tuple[float, ...]
 def cases(result_file: Path) -> dict[str, tuple[float | None, list[float] | None]]:
     """{"benchmark(params)": (figure, samples)} from one asv result file, named as asv's tables
     print them."""
-    data = json.loads(result_file.read_text())
-    columns = data["result_columns"]
-    found: dict[str, tuple[float | None, list[float] | None]] = {}
-    for name, row in data["results"].items():
-        entry = dict(zip(columns, row, strict=False))
-        params = entry.get("params") or []
-        combos = list(itertools.product(*params)) if params else [()]
-        values = entry.get("result") or [None] * len(combos)
-        samples = entry.get("samples") or [None] * len(combos)
-        for combo, value, case in zip(combos, values, samples, strict=False):
-            found[name + (f"({', '.join(combo)})" if combo else "")] = (value, case)
-    return found
+    figures, samples = load_results(result_file), load_results(result_file, "samples")
+    return {
+        case_name(name, combo): (value, samples[name].get(combo))
+        for name, by_combo in figures.items()
+        for combo, value in by_combo.items()
+    }
 
 
 def judge(
