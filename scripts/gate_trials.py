@@ -71,7 +71,11 @@ SITES = {
         "api/routes/generations.py",
         "read_generation",
         None,
-        (r"ApiServerLoop.time_get_status", r"ApiRequests.time_get_status"),
+        (
+            "ApiRouteHandlers.time_read_generation",
+            "ApiServerLoop.time_get_status",
+            "ApiRequests.time_get_status",
+        ),
     ),
 }
 
