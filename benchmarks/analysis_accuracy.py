@@ -67,7 +67,7 @@ class Reading:
     tempo_salience: float
     key: str | None
     key_confidence: float
-    key_margin: float
+    key_opening: float
 
     @property
     def tempo_right(self) -> bool:
@@ -96,7 +96,7 @@ def read(clips: Sequence[Clip]) -> list[Reading]:
                 beat.salience,
                 found.name,
                 found.confidence,
-                found.margin,
+                found.opening,
             )
         )
     return readings
@@ -175,13 +175,14 @@ def reliability(readings: Sequence[Reading]) -> str:
 
 def calibrate(readings: Sequence[Reading]) -> dict[str, tuple[float, float]]:
     """Logistic fits (intercept, slope) of right-or-wrong on each detector's evidence: the
-    tempo's salience and the key's margin, by maximum likelihood (no penalty: a penalty on
-    evidence of unequal scales would flatten one curve more than the other)."""
+    tempo's salience and the lead of the key's tonic chord in the opening, by maximum
+    likelihood (no penalty: a penalty on evidence of unequal scales would flatten one curve
+    more than the other)."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
     fits = {}
-    for what, evidence in (("tempo", "tempo_salience"), ("key", "key_margin")):
+    for what, evidence in (("tempo", "tempo_salience"), ("key", "key_opening")):
         x = np.array([[getattr(r, evidence)] for r in readings])
         y = np.array([getattr(r, f"{what}_right") for r in readings])
         model = LogisticRegression(C=np.inf).fit(x, y)

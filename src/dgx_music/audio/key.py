@@ -2,8 +2,8 @@
 
 The log-compressed constant-Q chroma (librosa) is averaged and correlated with the 24 rotations
 of the Albrecht-Shanahan key profiles; to each key's correlation is added how strongly the
-triads recognised in short windows speak for it. How far the best key leads the next gives a
-calibrated confidence. See :func:`estimate_key`.
+triads recognised in short windows speak for it. The confidence is calibrated on whether the
+music opens on that key's tonic chord. See :func:`estimate_key`.
 
 Key names use one fixed scheme, shared with :mod:`dgx_music.generation.synth`: the tonic from
 :data:`dgx_music.audio.notes.PITCH_CLASS_NAMES` (sharps only: ``"C#"``, never ``"Db"``), a
@@ -106,10 +106,15 @@ CHORD_FUNCTION_WEIGHT = 2.0
 #: B major). Templates that carry the same fifths cancel that pull. Chosen on the tuning half of
 #: the real-music corpus among 0.6-1.0 (docs/ANALYSIS.md).
 OVERTONE_FIFTH_WEIGHT = 0.6
-#: Chance that the key is right by how far its score leads the runner-up's. Fitted on the
-#: tuning half of the real-music corpus (``python -m benchmarks.analysis_accuracy calibrate``;
-#: docs/ANALYSIS.md).
-KEY_CALIBRATION = Calibration(intercept=1.093, slope=1.172)
+#: The opening whose chord the confidence reads: this long from the first sounding frame, s.
+#: Chosen on the tuning half of the real-music corpus among 0.5-2 s (docs/ANALYSIS.md).
+OPENING_SECONDS = 1.0
+#: A frame sounds once its chroma energy reaches this share of the loudest frame's.
+OPENING_ENERGY = 0.05
+#: Chance that the key is right by how far its tonic triad leads every other triad in the
+#: opening (:func:`opening_lead`). Fitted on the tuning half of the real-music corpus
+#: (``python -m benchmarks.analysis_accuracy calibrate``; docs/ANALYSIS.md).
+KEY_CALIBRATION = Calibration(intercept=2.218, slope=8.592)
 
 
 class KeyEstimate(NamedTuple):
@@ -117,13 +122,15 @@ class KeyEstimate(NamedTuple):
 
     #: Key name such as ``"A minor"``; ``None`` for audio without a key.
     name: str | None
-    #: Chance that ``name`` is right, 0..1 (:data:`KEY_CALIBRATION` of ``margin``).
+    #: Chance that ``name`` is right, 0..1 (:data:`KEY_CALIBRATION` of ``opening``).
     confidence: float
     #: How far the winning key's score leads the runner-up's.
     margin: float
+    #: How far the key's tonic triad leads the other triads in the opening (:func:`opening_lead`).
+    opening: float
 
 
-NO_KEY = KeyEstimate(None, 0.0, 0.0)
+NO_KEY = KeyEstimate(None, 0.0, 0.0, 0.0)
 
 
 def warm_up() -> None:
@@ -142,8 +149,13 @@ def estimate_key(mono: np.ndarray, sample_rate: int) -> KeyEstimate:
     with the 24 rotations of the Albrecht-Shanahan major and minor profiles. To each key's
     correlation is added how strongly the triads recognised in 0.19 s windows speak for it
     (tonic, dominant, subdominant, other diatonic chords; foreign chords count against it);
-    the best sum names the key. Its lead over the runner-up, calibrated on real music, is the
-    confidence.
+    the best sum names the key.
+
+    The confidence is how clearly the music opens on the key's tonic chord (:func:`opening_lead`),
+    calibrated on real music. Tonal music nearly always starts on its tonic; where the estimate
+    is wrong, it is mostly the key a fifth away, whose tonic chord the music does not open on.
+    On the tuning half of the real-music corpus that told right from wrong far better than the
+    winning key's lead over the runner-up (docs/ANALYSIS.md, "Confidence").
 
     Returns
     -------
@@ -193,7 +205,26 @@ def estimate_key(mono: np.ndarray, sample_rate: int) -> KeyEstimate:
     scores = profile_scores + CHORD_FUNCTION_WEIGHT * (_CHORD_FUNCTIONS @ votes)
     best = int(np.argmax(scores))
     margin = float(scores[best] - np.delete(scores, best).max())
-    return KeyEstimate(KEY_NAMES[best], KEY_CALIBRATION(margin), margin)
+    opening = opening_lead(chroma, best, sample_rate)
+    return KeyEstimate(KEY_NAMES[best], KEY_CALIBRATION(opening), margin, opening)
+
+
+def opening_lead(chroma: np.ndarray, key_index: int, sample_rate: int) -> float:
+    """How far the tonic triad of key ``key_index`` (:data:`KEY_NAMES` order) leads the best
+    other triad, by Pearson fit to the mean chroma of the first :data:`OPENING_SECONDS` of sound
+    (from the first frame with :data:`OPENING_ENERGY` of the loudest frame's energy). Negative
+    when another chord fits the opening better."""
+    energy = chroma.sum(axis=0)
+    start = int(np.argmax(energy >= OPENING_ENERGY * energy.max()))
+    frames = max(1, round(OPENING_SECONDS * sample_rate / CHROMA_HOP))
+    opening = chroma[:, start : start + frames].mean(axis=1)
+    centred = opening - opening.mean()
+    norm = float(np.linalg.norm(centred))
+    if norm == 0:
+        return -1.0
+    fits = _TRIADS @ (centred / norm)
+    # Triads and keys share one order: the 12 majors from C, then the 12 minors.
+    return float(fits[key_index] - np.delete(fits, key_index).max())
 
 
 def _chord_votes(chroma: np.ndarray) -> tuple[np.ndarray, float]:
