@@ -28,6 +28,18 @@ CONFIRM_FACTOR = 1.1
 MEMORY_FACTOR = 1.1
 #: The memory figures the memory check judges: every stage's own peak, host or device.
 MEMORY_TRACK = re.compile(r"\.track_\w*peak")
+#: Factor of the instruction counts of the pure-CPU stages (benchmarks/bench_instructions.py):
+#: the same code counts the same within 0.02 % (audio) and 2 % (SQLite queries) from one
+#: process to the next, whatever the runner's load, so they are judged tightest.
+COUNT_FACTOR = 1.05
+COUNT_TRACK = re.compile(r"\.InstructionCounts\.track_")
+#: Figures that do not wander with the machine: judged once, on the first pass's results, each
+#: family at its own factor, and never sent to the confirmation (a second run would read the
+#: same): (what grew, the figures, the factor).
+DETERMINISTIC = (
+    ("memory", MEMORY_TRACK, MEMORY_FACTOR),
+    ("instructions", COUNT_TRACK, COUNT_FACTOR),
+)
 #: A row of asv's comparison table: its mark (``+`` slower, ``!`` newly failing) and the
 #: benchmark with its parameters, e.g. ``bench_export.ExportWav.time_export(16.0)``.
 TABLE_ROW = re.compile(r"^\|\s*(?P<mark>[+!])\s*\|.*\|\s*(?P<name>bench_[^|]*?)\s*\|\s*$")
@@ -62,10 +74,18 @@ def confirm_slower(
     """The timing verdict: what the first pass (``code``, ``output``) calls slower must be slower
     again, round by round, in a confirmation pass of its own (benchgate/rounds.py), or it was
     noise. A benchmark without samples to split into rounds (a ``track_`` figure) is judged by
-    asv's verdict in the confirmation pass at ``factor``."""
-    slower = flagged(output, "+")
-    if code == 0 or not slower or flagged(output, "!") or no_confirm:
+    asv's verdict in the confirmation pass at ``factor``. The figures of :data:`DETERMINISTIC`
+    are left to :func:`grown`: with nothing else slower, the timing verdict is a pass."""
+    everything = flagged(output, "+")
+    slower = [
+        name
+        for name in everything
+        if not any(pattern.search(name) for _, pattern, _ in DETERMINISTIC)
+    ]
+    if code == 0 or not everything or flagged(output, "!") or no_confirm:
         return code
+    if not slower:
+        return 0  # only figures that grown() judges
     print(
         f"\ngate: {len(slower)} benchmark(s) slower in the first pass; confirming them round by "
         f"round ({rounds.ROUNDS} rounds of {rounds.SAMPLES} samples per commit, "
@@ -102,14 +122,28 @@ def confirm_slower(
 def memory_grown(
     machine: str, config: Path, env: dict[str, str], base: str, head: str
 ) -> list[str]:
-    """Stage-memory figures of ``head`` above ``base`` by more than :data:`MEMORY_FACTOR`, read
-    from the results the gate's first pass just recorded (``asv compare``)."""
+    """Stage-memory figures of ``head`` above ``base`` by more than :data:`MEMORY_FACTOR`."""
+    return grown(machine, config, env, base, head, MEMORY_TRACK, MEMORY_FACTOR)
+
+
+def grown(
+    machine: str,
+    config: Path,
+    env: dict[str, str],
+    base: str,
+    head: str,
+    pattern: re.Pattern[str],
+    factor: float,
+) -> list[str]:
+    """Figures matching ``pattern`` of ``head`` above ``base`` by more than ``factor``, read
+    from the results the gate's first pass just recorded (``asv compare``, whose table shows
+    both figures and the ratio)."""
     _, output = asv_output(
         "compare",
         "--machine",
         machine,
         "--factor",
-        str(MEMORY_FACTOR),
+        str(factor),
         "--split",
         "--only-changed",
         base,
@@ -117,7 +151,7 @@ def memory_grown(
         config=config,
         env=env,
     )
-    return [name for name in flagged(output, "+") if MEMORY_TRACK.search(name)]
+    return [name for name in flagged(output, "+") if pattern.search(name)]
 
 
 def compare(args: argparse.Namespace) -> int:
@@ -162,15 +196,16 @@ def compare(args: argparse.Namespace) -> int:
         first = [f"rounds={args.rounds}"] if args.rounds else []
         code, output = continuous([args.bench] if args.bench else [], first, args.factor)
         code = confirm_slower(code, output, confirm, args.no_confirm, args.confirm_factor)
-        grown = memory_grown(machine, config, env, args.base, args.head)
-        if grown:
-            print(
-                f"\ngate: FAILED, memory grew by more than {MEMORY_FACTOR}x:",
-                *grown,
-                sep="\n  ",
-                flush=True,
-            )
-            return 1
+        for what, pattern, factor in DETERMINISTIC:
+            names = grown(machine, config, env, args.base, args.head, pattern, factor)
+            if names:
+                print(
+                    f"\ngate: FAILED, {what} grew by more than {factor}x:",
+                    *names,
+                    sep="\n  ",
+                    flush=True,
+                )
+                code = 1
         return code
     finally:
         end_run(token)

@@ -36,12 +36,11 @@ try:
     from dgx_music.api.routes import generations
     from dgx_music.config import Settings
     from dgx_music.jobs.queue import JobManager
-    from dgx_music.storage.database import Database, get_database, upgrade
+    from dgx_music.storage.database import get_database
 except ImportError:  # an old commit without the API: asv skips the suite
     create_app = None
 
-from .common import FastBenchmark, scratch_dir, settle
-from .seeding import bulk_seed_generations
+from .common import FastBenchmark, scratch_dir, seeded_sqlite_history
 
 #: Rows in the history behind the API.
 HISTORY_ROWS = 10_000
@@ -146,16 +145,9 @@ class ApiRequests(FastBenchmark):
 
     def setup_cache(self) -> str:
         """A seeded SQLite history; returns its directory."""
-        directory = scratch_dir()
         if create_app is None:
-            return str(directory)
-        database = Database(f"sqlite:///{directory / 'dgx_music.db'}")
-        upgrade(database)
-        with database.session() as session:
-            bulk_seed_generations(session, HISTORY_ROWS)
-        settle(database)
-        database.dispose()
-        return str(directory)
+            return str(scratch_dir())
+        return str(seeded_sqlite_history(HISTORY_ROWS))
 
     def setup(self, directory: str) -> None:
         super().setup()

@@ -228,6 +228,23 @@ def scratch_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="dgx-music-bench-"))
 
 
+def seeded_sqlite_history(rows: int) -> Path:
+    """A fresh directory holding ``dgx_music.db``: a migrated SQLite history of ``rows``
+    generations (:func:`benchmarks.seeding.bulk_seed_generations`), settled."""
+    from dgx_music.storage.database import Database, upgrade
+
+    from .seeding import bulk_seed_generations
+
+    directory = scratch_dir()
+    database = Database(f"sqlite:///{directory / 'dgx_music.db'}")
+    upgrade(database)
+    with database.session() as session:
+        bulk_seed_generations(session, rows)
+    settle(database)
+    database.dispose()
+    return directory
+
+
 def track(unit: str) -> Callable[[Callable[..., float]], Callable[..., float]]:
     """Mark a ``track_`` method: the unit asv shows, and a single round. These figures are
     deterministic (memory, quality) or a single observation beside a timed twin, so a second

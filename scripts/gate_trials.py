@@ -54,7 +54,7 @@ SITES = {
         "audio/export.py",
         "process",
         "LoudnessNormalizer",
-        ("LoudnessNormalise.time_normalise", "ExportWav.time_export"),
+        ("LoudnessNormalise.time_normalise", "ExportWav.time_export", "track_normalise"),
     ),
     "analyze": Site(
         "analysis (analyze)", "audio/metadata.py", "analyze", None, ("AnalyzeClip.time_analyze",)
@@ -64,7 +64,11 @@ SITES = {
         "jobs/queue.py",
         "get",
         "JobManager",
-        (r"HistoryQueries.time_status_lookup\('sqlite'", r"time_status_lookup\('postgresql'"),
+        (
+            r"HistoryQueries.time_status_lookup\('sqlite'",
+            r"time_status_lookup\('postgresql'",
+            "InstructionCounts.track_status_lookup",
+        ),
     ),
     "api": Site(
         "API status route",
@@ -82,13 +86,14 @@ SITES = {
 #: The suite's other timed stages, one of which a ``random`` trial slows.
 RANDOM_STAGES = [
     Site("synth generation", "generation/synth.py", "generate", "SynthBackend",
-         ("SynthGenerate.time_generate",)),
+         ("SynthGenerate.time_generate", "track_synth")),
     Site("WAV encoding", "audio/export.py", "encode_wav", None,
-         ("WriteWav.time_write_atomic", "ExportWav.time_export")),
+         ("WriteWav.time_write_atomic", "ExportWav.time_export", "track_encode_wav")),
     Site("history page", "jobs/queue.py", "list", "JobManager",
-         ("HistoryQueries.time_list_newest", "HistoryQueries.time_list_pending")),
+         ("HistoryQueries.time_list_newest", "HistoryQueries.time_list_pending",
+          "track_list_newest")),
     Site("counts by status", "jobs/queue.py", "counts_by_status", "JobManager",
-         ("HistoryQueries.time_counts_by_status",)),
+         ("HistoryQueries.time_counts_by_status", "track_counts_by_status")),
     Site("claim", "jobs/queue.py", "claim", "JobManager", ("ClaimComplete.time_claim_complete",)),
     Site("submit", "jobs/queue.py", "submit", "JobManager", ("ApiServerLoop.time_submit",)),
     Site("tiny generation (MusicEngine.generate)", "generation/engine.py", "generate",
@@ -235,11 +240,14 @@ def read_outcome(
     rows = (FLAG.match(line) for line in first_pass.splitlines())
     first = sorted({f"{row['name']} {row['ratio']}" for row in rows if row})
     confirmed: list[str] = []
-    if "slower in both passes:" in rest:
-        listed = rest.split("slower in both passes:")[-1]
-        confirmed = re.findall(r"^  (bench_.+)$", listed, re.M)
+    for heading in ("slower in both passes:", "memory grew by", "instructions grew by"):
+        if heading in rest:
+            listed = rest.split(heading)[-1]
+            confirmed += re.findall(r"^  (bench_\S+)$", listed.split("\n\n")[0], re.M)
     if "memory grew" in output:
         verdict = "failed: memory"
+    elif "instructions grew" in output:
+        verdict = "failed: instructions"
     elif confirmed:
         verdict = "failed: slower in both passes"
     elif "showed again (noise)" in output:

@@ -121,6 +121,37 @@ def test_confirmation_is_skipped_for_failures_and_on_request(bench):
     assert never.calls == []
 
 
+def test_deterministic_figures_are_never_sent_to_the_confirmation(bench):
+    # Memory and instruction counts read the same in a second run: grown() judges them, once.
+    count = "bench_instructions.InstructionCounts.track_normalise"
+    peak = "bench_export.ExportWav.track_export_peak_mib(16.0)"
+    never = Confirmations()
+    assert bench.confirm_slower(1, _table(("+", count), ("+", peak)), never, no_confirm=False) == 0
+    assert never.calls == []
+    again = Confirmations((1, _table(("+", EXPORT_16)), {EXPORT_16: None}))
+    assert bench.confirm_slower(1, _table(("+", count), ("+", EXPORT_16)), again, False) == 1
+    assert again.calls == [[EXPORT_16]]
+    # A first pass that failed without a table is still a failure.
+    assert bench.confirm_slower(1, "asv: error", never, no_confirm=False) == 1
+
+
+def test_instruction_counts_are_judged_at_their_own_factor(bench, monkeypatch):
+    seen = []
+
+    def fake_asv_output(*args, config, env):
+        seen.append(args)
+        return 0, _table(
+            ("+", "bench_instructions.InstructionCounts.track_status_lookup"),
+            ("+", "bench_export.ExportWav.track_export_peak_mib(16.0)"),
+            ("+", EXPORT_16),
+        )
+
+    monkeypatch.setattr(bench, "asv_output", fake_asv_output)
+    found = bench.grown("m", Path("c.json"), {}, "a", "b", bench.COUNT_TRACK, bench.COUNT_FACTOR)
+    assert found == ["bench_instructions.InstructionCounts.track_status_lookup"]
+    assert str(bench.COUNT_FACTOR) in seen[0] and bench.COUNT_FACTOR < bench.DEFAULT_FACTOR
+
+
 def test_memory_check_judges_stage_peaks_only(bench, monkeypatch):
     """A stage-memory figure that grew fails the gate at the memory factor; other ``track_``
     figures (loudness error, tempo error) and timings are not its business."""

@@ -142,3 +142,14 @@ def test_a_flag_that_does_not_come_back_is_noise_and_one_that_does_fails(trials)
     # Failing on another stage's benchmark is no catch of this one.
     elsewhere = trials.read_outcome("lookup 1.25x", 900.0, 1, failed, trials.SITES["lookup"].expect)
     assert "**a miss**" in trials.table([elsewhere])
+
+
+def test_an_instruction_count_that_grew_is_a_catch_naming_it(trials) -> None:
+    output = FIRST_PASS_CLEAN + (
+        "\ngate: FAILED, instructions grew by more than 1.05x:\n"
+        "  bench_instructions.InstructionCounts.track_normalise\n"
+    )
+    outcome = trials.read_outcome("export 1.25x", 900.0, 1, output, trials.SITES["export"].expect)
+    assert outcome.confirmed == ["bench_instructions.InstructionCounts.track_normalise"]
+    assert outcome.verdict == "failed: instructions"
+    assert "**a miss**" not in trials.table([outcome])
