@@ -4,10 +4,13 @@ runner's noise cannot move.
 On a shared runner the same code's wall time wanders by up to 1.7x from one second to the next
 (docs/benchmarking-trials.md, "A runner whose speed jumps"); the number of instructions a stage
 executes does not. :func:`count` runs this file as a script under callgrind, in one process for
-every stage: imports and set-up run uncounted, then each stage is called once to warm it and
-once inside ``operator.call``, the only place callgrind collects (``--toggle-collect``), with a
-dump after each. The cyclic garbage collector is off during a counted call, so a collection
-that the rest of the heap triggers is not charged to the stage.
+every stage: imports, set-up and one warm call of each stage run uninstrumented, at close to
+native speed (``--instr-atstart=no``; the script then starts the instrumentation with
+callgrind's client request); then each stage is called once more to warm it again, right
+before it is called inside ``operator.call``, the only place callgrind collects
+(``--toggle-collect``), with a dump after each. The cyclic garbage
+collector is off during a counted call, so a collection that the rest of the heap triggers is
+not charged to the stage.
 
 Needs ``valgrind`` on the PATH and an interpreter whose own C functions carry symbols (python.org
 and pyenv builds do; Debian strips its ``python3``): otherwise :func:`count` raises
@@ -20,6 +23,7 @@ directory holds a seeded SQLite history, as :func:`count` prepares it).
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -31,13 +35,38 @@ from pathlib import Path
 STAGES = {
     "normalise": "LoudnessNormalizer.process, 4 s of synth output",
     "encode_wav": "encode_wav, 4 s normalised",
+    "analyze": "metadata.analyze, 4 s normalised",
     "synth": "SynthBackend.generate, 4 s",
     "status_lookup": "JobManager.get on a 10,000-row SQLite history",
     "list_newest": "JobManager.list(limit=50), same history",
     "counts_by_status": "JobManager.counts_by_status, same history",
+    "read_generation": "the status route's handler, same history",
 }
 #: The C function of ``operator.call``: callgrind collects only inside it.
 COUNTED_FUNCTION = "_operator_call"
+#: Whether this is an amd64 processor, where the counted process starts uninstrumented and turns
+#: the instrumentation on itself (elsewhere, a DGX Spark's arm64, all of it runs instrumented:
+#: slower, same counts).
+AMD64 = platform.machine().lower() in ("x86_64", "amd64")
+#: Valgrind's client requests (valgrind.h, callgrind.h): "am I running on Valgrind?", and
+#: callgrind's CALLGRIND_START_INSTRUMENTATION (tool base 'C' 'T', request 4).
+RUNNING_ON_VALGRIND = 0x1001
+START_INSTRUMENTATION = (ord("C") << 24) + (ord("T") << 16) + 4
+#: amd64 code of one client request, as valgrind.h's VALGRIND_DO_CLIENT_REQUEST_EXPR emits it:
+#: the request block's address in rax, the default answer (0) in rdx, the four rotations of rdi
+#: (128 bits in all: no change) that mark a request, ``xchg rbx, rbx``, the answer from rdx. On
+#: a real CPU it does nothing and answers 0.
+CLIENT_REQUEST_AMD64 = bytes.fromhex(
+    "4889f8"  # mov rax, rdi
+    "31d2"  # xor edx, edx
+    "48c1c703"  # rol rdi, 3
+    "48c1c70d"  # rol rdi, 13
+    "48c1c73d"  # rol rdi, 61
+    "48c1c733"  # rol rdi, 51
+    "4887db"  # xchg rbx, rbx
+    "4889d0"  # mov rax, rdx
+    "c3"  # ret
+)
 SECONDS = 4.0
 SEED = 7
 PROMPT = "benchmark groove, 120 bpm in A minor"
@@ -57,6 +86,7 @@ def count(history_dir: Path) -> dict[str, int]:
         command = [
             valgrind,
             "--tool=callgrind",
+            *(["--instr-atstart=no"] if AMD64 else []),  # main() starts it
             "--collect-atstart=no",
             f"--toggle-collect={COUNTED_FUNCTION}",
             f"--dump-after={COUNTED_FUNCTION}",
@@ -92,7 +122,10 @@ def _total(path: Path) -> int:
 
 def _stages(history_dir: Path) -> dict:
     """The stages' calls, set up (imports and inputs outside any count)."""
-    from dgx_music.audio import export
+    import uuid
+
+    from dgx_music.api.routes import generations
+    from dgx_music.audio import export, metadata
     from dgx_music.config import Settings
     from dgx_music.generation.request import GenerationRequest
     from dgx_music.generation.synth import SynthBackend
@@ -104,27 +137,50 @@ def _stages(history_dir: Path) -> dict:
     raw = synth.generate(request, seed=SEED).audio
     normalizer = export.LoudnessNormalizer()
     normalised = normalizer.process(raw, 32_000).audio
+    metadata.warm_up()
     settings = Settings(data_dir=str(history_dir), output_dir=str(history_dir / "outputs"))
     manager = JobManager(Database(f"sqlite:///{history_dir / 'dgx_music.db'}"), settings=settings)
     some_id = manager.list(limit=1)[0][0].id
     calls = {
         "normalise": lambda: normalizer.process(raw, 32_000),
         "encode_wav": lambda: export.encode_wav(normalised),
+        "analyze": lambda: metadata.analyze(normalised, 32_000),
         "synth": lambda: synth.generate(request, seed=SEED),
         "status_lookup": lambda: manager.get(some_id),
         "list_newest": lambda: manager.list(limit=50),
         "counts_by_status": lambda: manager.counts_by_status(),
+        "read_generation": lambda: generations.read_generation(uuid.UUID(some_id), manager),
     }
     assert list(calls) == list(STAGES)
     return calls
+
+
+def client_request(code: int, *args: int) -> int:
+    """Valgrind's client request ``code``; 0 when not running on Valgrind. Only on amd64
+    (:data:`AMD64`): the code is that processor's."""
+    import ctypes
+    import mmap
+
+    page = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(CLIENT_REQUEST_AMD64)
+    request = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p)(
+        ctypes.addressof(ctypes.c_char.from_buffer(page))
+    )
+    block = (ctypes.c_uint64 * 6)(code, *args, *[0] * (5 - len(args)))
+    return int(request(ctypes.addressof(block)))
 
 
 def main(history_dir: str) -> None:
     import gc
     import operator
 
-    for call in _stages(Path(history_dir)).values():
-        call()  # warm: lazy imports, caches, first-call set-up
+    calls = _stages(Path(history_dir))
+    for call in calls.values():
+        call()  # warm, uninstrumented: lazy imports, caches, numba's code
+    if AMD64 and client_request(RUNNING_ON_VALGRIND):
+        client_request(START_INSTRUMENTATION)
+    for call in calls.values():
+        call()  # warm again, right before: the other stages' calls touched shared caches
         gc.collect()
         gc.disable()
         operator.call(call)  # counted (see the module)

@@ -57,7 +57,11 @@ SITES = {
         ("LoudnessNormalise.time_normalise", "ExportWav.time_export", "track_normalise"),
     ),
     "analyze": Site(
-        "analysis (analyze)", "audio/metadata.py", "analyze", None, ("AnalyzeClip.time_analyze",)
+        "analysis (analyze)",
+        "audio/metadata.py",
+        "analyze",
+        None,
+        ("AnalyzeClip.time_analyze", "InstructionCounts.track_analyze"),
     ),
     "lookup": Site(
         "status lookup (JobManager.get)",
@@ -77,6 +81,7 @@ SITES = {
         None,
         (
             "ApiRouteHandlers.time_read_generation",
+            "InstructionCounts.track_read_generation",
             "ApiServerLoop.time_get_status",
             "ApiRequests.time_get_status",
         ),
