@@ -17,7 +17,7 @@ with the reason.
 from __future__ import annotations
 
 from .common import Benchmark, seeded_sqlite_history, track
-from .instructions import Unavailable, count
+from .instructions import STAGES, Unavailable, count
 
 #: Generations in the SQLite history the database stages read.
 HISTORY_ROWS = 10_000
@@ -45,34 +45,17 @@ class InstructionCounts(Benchmark):
         if "unavailable" in counts:
             raise NotImplementedError(str(counts["unavailable"]))
 
-    @track("instructions")
-    def track_normalise(self, counts: dict[str, int]) -> float:
-        return counts["normalise"]
 
-    @track("instructions")
-    def track_encode_wav(self, counts: dict[str, int]) -> float:
-        return counts["encode_wav"]
+def _figure(stage: str):
+    """The ``track_`` figure of one stage: its count, read from ``setup_cache``'s result."""
 
-    @track("instructions")
-    def track_analyze(self, counts: dict[str, int]) -> float:
-        return counts["analyze"]
+    def figure(self: InstructionCounts, counts: dict[str, int]) -> float:
+        return counts[stage]
 
-    @track("instructions")
-    def track_synth(self, counts: dict[str, int]) -> float:
-        return counts["synth"]
+    figure.__name__ = f"track_{stage}"
+    figure.__doc__ = f"Instructions of {STAGES[stage]}."
+    return track("instructions")(figure)
 
-    @track("instructions")
-    def track_status_lookup(self, counts: dict[str, int]) -> float:
-        return counts["status_lookup"]
 
-    @track("instructions")
-    def track_list_newest(self, counts: dict[str, int]) -> float:
-        return counts["list_newest"]
-
-    @track("instructions")
-    def track_counts_by_status(self, counts: dict[str, int]) -> float:
-        return counts["counts_by_status"]
-
-    @track("instructions")
-    def track_read_generation(self, counts: dict[str, int]) -> float:
-        return counts["read_generation"]
+for _stage in STAGES:
+    setattr(InstructionCounts, f"track_{_stage}", _figure(_stage))

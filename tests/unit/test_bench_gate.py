@@ -168,7 +168,9 @@ def test_memory_check_judges_stage_peaks_only(bench, monkeypatch):
         )
 
     monkeypatch.setattr(bench, "asv_output", fake_asv_output)
-    grown = bench.memory_grown("m", Path("asv.conf.json"), {}, "main", "HEAD")
+    grown = bench.grown(
+        "m", Path("asv.conf.json"), {}, "main", "HEAD", bench.MEMORY_TRACK, bench.MEMORY_FACTOR
+    )
     assert grown == [
         "bench_export.ExportWav.track_export_peak_mib(16.0)",
         "bench_generation.MusicgenGpuGenerate.track_nvml_peak_memory('small', 16.0)",
