@@ -16,12 +16,13 @@ Needs ``valgrind`` on the PATH and an interpreter whose own C functions carry sy
 and pyenv builds do; Debian strips its ``python3``): otherwise :func:`count` raises
 :class:`Unavailable` and the benchmarks that read it are skipped.
 
-Run as a script, it is the counted process: ``python instructions.py <history dir>`` (the
-directory holds a seeded SQLite history, as :func:`count` prepares it).
+Run as a script, it is the counted process: ``python instructions.py <database URL> <stage>...``
+(the database holds a seeded history, as the benchmarks prepare it).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -29,19 +30,56 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-#: The stages counted, in the order the script calls them: name -> what it measures.
+
+@dataclass(frozen=True)
+class Stage:
+    """One counted stage: what it measures, and the timed benchmarks (a regex over asv's names)
+    whose whole work is this stage's work on a bigger input, so that the gate may leave a
+    modest slowdown of them to this count (benchgate/gate.py, ``covered``)."""
+
+    what: str
+    covers: str = ""
+
+
+#: The stages counted, in the order the script calls them. The database stages read the history
+#: they are given: SQLite's runs in this process, so its count is the lookup's whole work;
+#: PostgreSQL's server is another process, so there the count is the client's share only
+#: (:data:`DATABASE_STAGES`) and covers no timed benchmark.
 STAGES = {
-    "normalise": "LoudnessNormalizer.process, 4 s of synth output",
-    "encode_wav": "encode_wav, 4 s normalised",
-    "analyze": "metadata.analyze, 4 s normalised",
-    "synth": "SynthBackend.generate, 4 s",
-    "status_lookup": "JobManager.get on a 10,000-row SQLite history",
-    "list_newest": "JobManager.list(limit=50), same history",
-    "counts_by_status": "JobManager.counts_by_status, same history",
-    "read_generation": "the status route's handler, same history",
+    "normalise": Stage(
+        "LoudnessNormalizer.process, 4 s of synth output",
+        r"^bench_export\.LoudnessNormalise\.time_normalise\(",
+    ),
+    "encode_wav": Stage("encode_wav, 4 s normalised"),
+    "analyze": Stage(
+        "metadata.analyze, 4 s normalised", r"^bench_metadata\.AnalyzeClip\.time_analyze\("
+    ),
+    "synth": Stage(
+        "SynthBackend.generate, 4 s", r"^bench_generation\.SynthGenerate\.time_generate\("
+    ),
+    "status_lookup": Stage(
+        "JobManager.get on a 10,000-row history",
+        r"^bench_database\.HistoryQueries\.time_status_lookup\('sqlite'",
+    ),
+    "list_newest": Stage(
+        "JobManager.list(limit=50), same history",
+        r"^bench_database\.HistoryQueries\.time_list_newest\('sqlite'",
+    ),
+    "counts_by_status": Stage(
+        "JobManager.counts_by_status, same history",
+        r"^bench_database\.HistoryQueries\.time_counts_by_status\('sqlite'",
+    ),
+    "read_generation": Stage(
+        "the status route's handler, same history",
+        r"^bench_api\.ApiRouteHandlers\.time_read_generation$",
+    ),
 }
+#: The stages that read a history, counted on PostgreSQL too.
+DATABASE_STAGES = ("status_lookup", "list_newest", "counts_by_status", "read_generation")
 #: The C function of ``operator.call``: callgrind collects only inside it.
 COUNTED_FUNCTION = "_operator_call"
 #: Whether this is an amd64 processor, where the counted process starts uninstrumented and turns
@@ -76,9 +114,10 @@ class Unavailable(RuntimeError):
     """Instructions cannot be counted here (no valgrind, or an interpreter without symbols)."""
 
 
-def count(history_dir: Path) -> dict[str, int]:
-    """Instructions each stage of :data:`STAGES` executes, once warm, in one callgrind run of
-    this file over the seeded history in ``history_dir``."""
+def count(database_url: str, stages: Sequence[str] = tuple(STAGES)) -> dict[str, int]:
+    """Instructions each of ``stages`` (names in :data:`STAGES`) executes, once warm, in one
+    callgrind run of this file; the database stages read the seeded history at
+    ``database_url``."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise Unavailable("valgrind is not installed")
@@ -93,7 +132,8 @@ def count(history_dir: Path) -> dict[str, int]:
             f"--callgrind-out-file={out}/callgrind.out",
             sys.executable,
             __file__,
-            str(history_dir),
+            database_url,
+            *stages,
         ]
         environment = {
             **os.environ,
@@ -108,11 +148,11 @@ def count(history_dir: Path) -> dict[str, int]:
             raise RuntimeError(f"the counted process failed:\n{done.stderr[-3000:]}")
         dumps = sorted(Path(out).glob("callgrind.out.*"), key=lambda p: int(p.suffix[1:]))
         totals = [_total(path) for path in dumps]
-    if len(totals) != len(STAGES):
-        raise RuntimeError(f"{len(totals)} callgrind dumps for {len(STAGES)} stages")
+    if len(totals) != len(stages):
+        raise RuntimeError(f"{len(totals)} callgrind dumps for {len(stages)} stages")
     if not all(totals):
         raise Unavailable(f"the interpreter has no symbol {COUNTED_FUNCTION} to count inside")
-    return dict(zip(STAGES, totals, strict=True))
+    return dict(zip(stages, totals, strict=True))
 
 
 def _total(path: Path) -> int:
@@ -120,39 +160,87 @@ def _total(path: Path) -> int:
     return int(found.group(1)) if found else 0
 
 
-def _stages(history_dir: Path) -> dict:
-    """The stages' calls, set up (imports and inputs outside any count)."""
+def _stages(database_url: str) -> dict[str, Callable[[], Callable[[], object]]]:
+    """Each stage's set-up (imports and inputs, outside any count), which returns its call."""
     import uuid
 
-    from dgx_music.api.routes import generations
-    from dgx_music.audio import export, metadata
-    from dgx_music.config import Settings
-    from dgx_music.generation.request import GenerationRequest
-    from dgx_music.generation.synth import SynthBackend
-    from dgx_music.jobs.queue import JobManager
-    from dgx_music.storage.database import Database
+    def manager():
+        from dgx_music.config import Settings
+        from dgx_music.jobs.queue import JobManager
+        from dgx_music.storage.database import Database
 
-    request = GenerationRequest(prompt=PROMPT, duration=SECONDS, model="synth")
-    synth = SynthBackend()
-    raw = synth.generate(request, seed=SEED).audio
-    normalizer = export.LoudnessNormalizer()
-    normalised = normalizer.process(raw, 32_000).audio
-    metadata.warm_up()
-    settings = Settings(data_dir=str(history_dir), output_dir=str(history_dir / "outputs"))
-    manager = JobManager(Database(f"sqlite:///{history_dir / 'dgx_music.db'}"), settings=settings)
-    some_id = manager.list(limit=1)[0][0].id
-    calls = {
-        "normalise": lambda: normalizer.process(raw, 32_000),
-        "encode_wav": lambda: export.encode_wav(normalised),
-        "analyze": lambda: metadata.analyze(normalised, 32_000),
-        "synth": lambda: synth.generate(request, seed=SEED),
-        "status_lookup": lambda: manager.get(some_id),
-        "list_newest": lambda: manager.list(limit=50),
-        "counts_by_status": lambda: manager.counts_by_status(),
-        "read_generation": lambda: generations.read_generation(uuid.UUID(some_id), manager),
+        scratch = Path(tempfile.mkdtemp(prefix="dgx-music-counted-"))
+        settings = Settings(data_dir=str(scratch), output_dir=str(scratch / "outputs"))
+        return JobManager(Database(database_url), settings=settings)
+
+    @functools.cache
+    def history():
+        jobs = manager()
+        return jobs, jobs.list(limit=1)[0][0].id
+
+    @functools.cache
+    def audio():
+        from dgx_music.audio import export
+        from dgx_music.generation.request import GenerationRequest
+        from dgx_music.generation.synth import SynthBackend
+
+        request = GenerationRequest(prompt=PROMPT, duration=SECONDS, model="synth")
+        synth = SynthBackend()
+        raw = synth.generate(request, seed=SEED).audio
+        normalizer = export.LoudnessNormalizer()
+        return request, synth, raw, normalizer, normalizer.process(raw, 32_000).audio
+
+    def normalise():
+        _, _, raw, normalizer, _ = audio()
+        return lambda: normalizer.process(raw, 32_000)
+
+    def encode_wav():
+        from dgx_music.audio import export
+
+        normalised = audio()[-1]
+        return lambda: export.encode_wav(normalised)
+
+    def analyze():
+        from dgx_music.audio import metadata
+
+        metadata.warm_up()
+        normalised = audio()[-1]
+        return lambda: metadata.analyze(normalised, 32_000)
+
+    def synth():
+        request, backend, *_ = audio()
+        return lambda: backend.generate(request, seed=SEED)
+
+    def status_lookup():
+        jobs, some_id = history()
+        return lambda: jobs.get(some_id)
+
+    def list_newest():
+        jobs, _ = history()
+        return lambda: jobs.list(limit=50)
+
+    def counts_by_status():
+        jobs, _ = history()
+        return jobs.counts_by_status
+
+    def read_generation():
+        from dgx_music.api.routes import generations
+
+        jobs, some_id = history()
+        return lambda: generations.read_generation(uuid.UUID(some_id), jobs)
+
+    setups = {
+        "normalise": normalise,
+        "encode_wav": encode_wav,
+        "analyze": analyze,
+        "synth": synth,
+        "status_lookup": status_lookup,
+        "list_newest": list_newest,
+        "counts_by_status": counts_by_status,
+        "read_generation": read_generation,
     }
-    assert list(calls) == list(STAGES)
-    return calls
+    assert list(setups) == list(STAGES)
+    return setups
 
 
 def client_request(code: int, *args: int) -> int:
@@ -170,11 +258,12 @@ def client_request(code: int, *args: int) -> int:
     return int(request(ctypes.addressof(block)))
 
 
-def main(history_dir: str) -> None:
+def main(database_url: str, *stages: str) -> None:
     import gc
     import operator
 
-    calls = _stages(Path(history_dir))
+    setups = _stages(database_url)
+    calls = {stage: setups[stage]() for stage in stages}
     for call in calls.values():
         call()  # warm, uninstrumented: lazy imports, caches, numba's code
     if AMD64 and client_request(RUNNING_ON_VALGRIND):
@@ -188,4 +277,4 @@ def main(history_dir: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

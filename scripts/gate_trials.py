@@ -44,8 +44,10 @@ class Site:
     path: str
     function: str
     owner: str | None = None
-    #: Benchmarks the gate should name, as regexes over asv's names.
+    #: Benchmarks the gate should name, as regexes over asv's names: one of them at least.
     expect: tuple[str, ...] = ()
+    #: Where the site runs on two backends: one of these too (PostgreSQL's), else a miss.
+    also: tuple[str, ...] = ()
 
 
 SITES = {
@@ -70,9 +72,9 @@ SITES = {
         "JobManager",
         (
             r"HistoryQueries.time_status_lookup\('sqlite'",
-            r"time_status_lookup\('postgresql'",
-            "InstructionCounts.track_status_lookup",
+            r"^bench_instructions\.InstructionCounts\.",
         ),
+        (r"time_status_lookup\('postgresql'", r"PostgresInstructionCounts.track_status_lookup"),
     ),
     "api": Site(
         "API status route",
@@ -209,18 +211,21 @@ class Outcome:
     expect: tuple[str, ...] = ()
     #: The confirmation's reading of each benchmark: "name x1.23 6/6".
     rounds: tuple[str, ...] = ()
+    #: The site's PostgreSQL benchmarks (:attr:`Site.also`), where the run had a server.
+    also: tuple[str, ...] = ()
 
     @property
     def missed(self) -> bool:
-        """A slowdown the gate passed, or failed without naming any benchmark of its site."""
-        if not self.expect:
-            return False
-        return not any(re.search(p, name) for p in self.expect for name in self.confirmed)
+        """A slowdown the gate passed, or failed without naming a benchmark of its site (on
+        each backend, for a site that runs on both)."""
+        groups = [group for group in (self.expect, self.also) if group]
+        return any(
+            not any(re.search(p, name) for p in group for name in self.confirmed)
+            for group in groups
+        )
 
 
-def run_gate(
-    base: str, head: str, label: str, expect: tuple[str, ...], bench: str | None = None
-) -> Outcome:
+def run_gate(base: str, head: str, label: str, site: Site | None, bench: str | None) -> Outcome:
     started = time.monotonic()
     process = subprocess.run(
         [sys.executable, "-m", "benchgate", "compare", base, head]
@@ -232,11 +237,11 @@ def run_gate(
     seconds = time.monotonic() - started
     output = process.stdout + process.stderr
     (ROOT / ".asv" / f"trial-{head[:8]}.log").write_text(output)
-    return read_outcome(label, seconds, process.returncode, output, expect)
+    return read_outcome(label, seconds, process.returncode, output, site)
 
 
 def read_outcome(
-    label: str, seconds: float, code: int, output: str, expect: tuple[str, ...] = ()
+    label: str, seconds: float, code: int, output: str, site: Site | None = None
 ) -> Outcome:
     """What a gate run's output says: the first pass's slower rows (before the confirmation or
     the memory check's own table, which uses another factor), and the verdict."""
@@ -263,7 +268,9 @@ def read_outcome(
         f"{row['name']} x{row['ratio']} {row['slower']}/{row['rounds']}"
         for row in ROUND_ROW.finditer(rest)
     )
-    return Outcome(label, seconds, code, first, confirmed, verdict, expect, readings)
+    expect = site.expect if site else ()
+    also = site.also if site and "PostgreSQL: none" not in output else ()
+    return Outcome(label, seconds, code, first, confirmed, verdict, expect, readings, also)
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -316,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         head = make_branch(base, f"{index}-{kind}", site, args.factor)
         branches.append(f"trial/{index}-{kind}")
         print(f"trial {index}: {label} ({head[:8]} against {base[:8]})", flush=True)
-        outcome = run_gate(base, head, label, () if site is None else site.expect, args.bench)
+        outcome = run_gate(base, head, label, site, args.bench)
         outcomes.append(outcome)
         print(table(outcomes[-1:]).splitlines()[-1], flush=True)
     print(table(outcomes))

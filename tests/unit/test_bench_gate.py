@@ -6,6 +6,7 @@ shows in both passes; these tests pin how it reads asv's table and selects bench
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from benchgate import gate
 from benchgate.check import check_results
 from benchgate.results import format_figure
 from benchgate.rounds import Judged
+from benchmarks.instructions import STAGES
+
+COUNT = "bench_instructions.InstructionCounts.track_{}"
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +64,14 @@ def test_exact_selects_one_parameter_combination(bench):
     )
 
 
-def _table(*rows: tuple[str, str]) -> str:
-    """An asv comparison table with the given (mark, benchmark) rows."""
+def _table(*rows: tuple[str, ...]) -> str:
+    """An asv comparison table with the given (mark, benchmark[, ratio]) rows."""
     lines = ["| Change | Before [aaaaaaaa] | After [bbbbbbbb] | Ratio | Benchmark (Parameter) |"]
-    lines += [f"| {mark} | 1.00 | 1.50 | 1.50 | {name} |" for mark, name in rows]
+    for mark, name, *ratio in rows:
+        lines.append(
+            f"| {mark} | 1.00 | {ratio[0] if ratio else '1.50'} | "
+            f"{ratio[0] if ratio else '1.50'} | {name} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -135,6 +143,77 @@ def test_deterministic_figures_are_never_sent_to_the_confirmation(bench):
     assert bench.confirm_slower(1, "asv: error", never, no_confirm=False) == 1
 
 
+def test_marked_reads_each_rows_ratio(bench):
+    assert bench.marked(ASV_TABLE, "+") == {
+        "bench_export.WriteWav.time_write_atomic(16.0)": 1.83,
+        "bench_database.HistoryQueries.time_status_lookup('sqlite', 100000)": 1.46,
+    }
+    failing = bench.marked(ASV_TABLE, "!")
+    assert list(failing) == ["bench_pipeline.PipelineJob.time_one_job('tiny')"]
+    assert math.isnan(failing["bench_pipeline.PipelineJob.time_one_job('tiny')"])
+
+
+def test_a_covered_benchmark_is_left_to_its_count_below_the_wide_factor(bench):
+    """The SQLite lookup's whole work is counted: a first-pass 1.46x is the count's to judge
+    (grown()), not the clock's; with the count missing (no valgrind), or at 1.5x and more, the
+    lookup is confirmed like any timed benchmark. Export is not covered (it writes a file)."""
+    counted = {"status_lookup", "normalise"}
+    never = Confirmations()
+    first = _table(("+", LOOKUP, "1.46"))
+    assert bench.confirm_slower(1, first, never, False, counted=counted) == 0
+    assert never.calls == []
+    slowed = _rounds(LOOKUP, (1.0,) * 6, (1.3,) * 6)
+    for counts, ratio in ((counted, "1.50"), ((), "1.46")):
+        again = Confirmations((1, _table(("+", LOOKUP)), {LOOKUP: slowed}))
+        assert bench.confirm_slower(1, _table(("+", LOOKUP, ratio)), again, False, counted=counts)
+        assert again.calls == [[LOOKUP]]
+    export = Confirmations((1, _table(("+", EXPORT_16)), {EXPORT_16: None}))
+    assert bench.confirm_slower(1, _table(("+", EXPORT_16, "1.2")), export, False, counted=counted)
+    assert export.calls == [[EXPORT_16]]
+
+
+def test_what_each_count_covers(bench):
+    stages = set(STAGES)
+    assert bench.covering(LOOKUP, stages) == COUNT.format("status_lookup")
+    assert bench.covering(LOOKUP.replace("sqlite", "postgresql"), stages) is None
+    assert bench.covering(LOOKUP, stages - {"status_lookup"}) is None
+    assert bench.covering("bench_export.LoudnessNormalise.time_normalise(16.0)", stages) == (
+        COUNT.format("normalise")
+    )
+    assert bench.covering("bench_metadata.AnalyzeClip.time_analyze(30.0)", stages) == (
+        COUNT.format("analyze")
+    )
+    assert bench.covering("bench_api.ApiRouteHandlers.time_read_generation", stages) == (
+        COUNT.format("read_generation")
+    )
+    for uncovered in (
+        EXPORT_16,
+        "bench_api.ApiRequests.time_get_status",
+        "bench_export.WriteWav.time_write_atomic(4.0)",
+        "bench_database.HistoryQueries.time_list_pending('sqlite', 100000)",
+    ):
+        assert bench.covering(uncovered, stages) is None, uncovered
+
+
+def test_counted_stages_are_those_both_commits_counted(bench, tmp_path: Path):
+    import json
+
+    machine = tmp_path / "results" / "box"
+    machine.mkdir(parents=True)
+    config = tmp_path / "asv.conf.json"
+    config.write_text(json.dumps({"results_dir": "results"}))
+
+    def record(commit: str, figures: dict[str, float | None]) -> None:
+        results = {COUNT.format(stage): [[value], []] for stage, value in figures.items()}
+        document = {"result_columns": ["result", "params"], "results": results}
+        (machine / f"{commit[:8]}-env.json").write_text(json.dumps(document))
+
+    record("a" * 40, {"normalise": 10.0, "analyze": 20.0, "synth": None})
+    record("b" * 40, {"normalise": 11.0, "analyze": None, "synth": 30.0})
+    assert bench.counted_stages(config, "box", ("a" * 40, "b" * 40)) == {"normalise"}
+    assert bench.counted_stages(config, "box", ("c" * 40, "b" * 40)) == set()
+
+
 def test_instruction_counts_are_judged_at_their_own_factor(bench, monkeypatch):
     seen = []
 
@@ -150,6 +229,9 @@ def test_instruction_counts_are_judged_at_their_own_factor(bench, monkeypatch):
     found = bench.grown("m", Path("c.json"), {}, "a", "b", bench.COUNT_TRACK, bench.COUNT_FACTOR)
     assert found == ["bench_instructions.InstructionCounts.track_status_lookup"]
     assert str(bench.COUNT_FACTOR) in seen[0] and bench.COUNT_FACTOR < bench.DEFAULT_FACTOR
+    assert bench.COUNT_TRACK.search(
+        "bench_instructions.PostgresInstructionCounts.track_list_newest"
+    )
 
 
 def test_memory_check_judges_stage_peaks_only(bench, monkeypatch):

@@ -4,19 +4,40 @@ counts every stage once), not here."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from benchmarks import instructions
-from benchmarks.bench_instructions import InstructionCounts
+from benchmarks.bench_instructions import InstructionCounts, PostgresInstructionCounts
+
+
+def _figures(benchmark: type) -> set[str]:
+    return {name.removeprefix("track_") for name in vars(benchmark) if name.startswith("track_")}
 
 
 def test_every_stage_has_a_figure_and_every_figure_a_stage() -> None:
-    figures = {name.removeprefix("track_") for name in vars(InstructionCounts)}
-    assert set(instructions.STAGES) <= figures
-    tracked = {name for name in vars(InstructionCounts) if name.startswith("track_")}
-    assert {name.removeprefix("track_") for name in tracked} == set(instructions.STAGES)
+    assert _figures(InstructionCounts) == set(instructions.STAGES)
+    # On PostgreSQL only the stages that read the history, none of the audio ones.
+    assert _figures(PostgresInstructionCounts) == set(instructions.DATABASE_STAGES)
+    assert set(instructions.DATABASE_STAGES) < set(instructions.STAGES)
+
+
+def test_a_stage_covers_only_timed_benchmarks_of_its_own_work() -> None:
+    """What ``covers`` names is left to the count by the gate: it must name time_ benchmarks,
+    and never a PostgreSQL case (the server's time is not counted) or a whole request."""
+    for name, stage in instructions.STAGES.items():
+        if not stage.covers:
+            continue
+        assert re.search(stage.covers, "bench_x.Y.time_z") is None
+        assert ".time_" in stage.covers, name
+        for outside in (
+            "bench_database.HistoryQueries.time_status_lookup('postgresql', 100000)",
+            "bench_api.ApiRequests.time_get_status",
+            "bench_export.ExportWav.time_export(16.0)",
+        ):
+            assert not re.search(stage.covers, outside), (name, outside)
 
 
 def test_a_figure_reads_its_stage_and_a_missing_count_skips_with_the_reason() -> None:
@@ -31,7 +52,7 @@ def test_a_figure_reads_its_stage_and_a_missing_count_skips_with_the_reason() ->
 def test_without_valgrind_counting_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(instructions.Unavailable, match="valgrind"):
-        instructions.count(Path("/nonexistent"))
+        instructions.count("sqlite:////nonexistent/dgx_music.db")
 
 
 def test_a_dump_total_is_read_and_an_empty_dump_counts_zero(tmp_path: Path) -> None:

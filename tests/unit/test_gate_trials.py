@@ -112,7 +112,7 @@ gate: passed; no slowdown of the first pass showed again (noise)
 
 def test_the_first_pass_is_read_apart_from_the_memory_checks_table(trials) -> None:
     # The memory check compares at 1.1 after the first pass; its rows are not the first pass's.
-    export = trials.SITES["export"].expect
+    export = trials.SITES["export"]
     outcome = trials.read_outcome("export 1.25x", 800.0, 0, FIRST_PASS_CLEAN, export)
     assert outcome.first == []
     assert outcome.verdict == "passed"
@@ -135,12 +135,12 @@ def test_a_flag_that_does_not_come_back_is_noise_and_one_that_does_fails(trials)
         "gate: passed; no slowdown of the first pass showed again (noise)",
         "gate: FAILED, slower in both passes:\n  bench_export.ExportWav.time_export(16.0)",
     )
-    outcome = trials.read_outcome("export 1.25x", 900.0, 1, failed, trials.SITES["export"].expect)
+    outcome = trials.read_outcome("export 1.25x", 900.0, 1, failed, trials.SITES["export"])
     assert outcome.confirmed == ["bench_export.ExportWav.time_export(16.0)"]
     assert outcome.verdict == "failed: slower in both passes"
     assert "**a miss**" not in trials.table([outcome])
     # Failing on another stage's benchmark is no catch of this one.
-    elsewhere = trials.read_outcome("lookup 1.25x", 900.0, 1, failed, trials.SITES["lookup"].expect)
+    elsewhere = trials.read_outcome("lookup 1.25x", 900.0, 1, failed, trials.SITES["lookup"])
     assert "**a miss**" in trials.table([elsewhere])
 
 
@@ -149,7 +149,27 @@ def test_an_instruction_count_that_grew_is_a_catch_naming_it(trials) -> None:
         "\ngate: FAILED, instructions grew by more than 1.05x:\n"
         "  bench_instructions.InstructionCounts.track_normalise\n"
     )
-    outcome = trials.read_outcome("export 1.25x", 900.0, 1, output, trials.SITES["export"].expect)
+    outcome = trials.read_outcome("export 1.25x", 900.0, 1, output, trials.SITES["export"])
     assert outcome.confirmed == ["bench_instructions.InstructionCounts.track_normalise"]
     assert outcome.verdict == "failed: instructions"
     assert "**a miss**" not in trials.table([outcome])
+
+
+def test_a_site_on_both_backends_is_caught_only_when_both_are_named(trials) -> None:
+    """The status lookup runs on SQLite and PostgreSQL: the gate must name a benchmark of each
+    (the issue asks for both), unless the run had no PostgreSQL server."""
+    lookup = trials.SITES["lookup"]
+
+    def failing(*names: str, server: str = "PostgreSQL: postgresql://postgres@127.0.0.1") -> str:
+        listed = "".join(f"  {name}\n" for name in names)
+        grew = "gate: FAILED, instructions grew by more than 1.05x:"
+        return f"{server}\n{FIRST_PASS_CLEAN}\n{grew}\n{listed}"
+
+    sqlite = "bench_instructions.InstructionCounts.track_status_lookup"
+    postgres = "bench_instructions.PostgresInstructionCounts.track_status_lookup"
+    both = trials.read_outcome("lookup 1.25x", 900.0, 1, failing(sqlite, postgres), lookup)
+    assert not both.missed
+    assert trials.read_outcome("lookup 1.25x", 900.0, 1, failing(sqlite), lookup).missed
+    assert trials.read_outcome("lookup 1.25x", 900.0, 1, failing(postgres), lookup).missed
+    alone = failing(sqlite, server="PostgreSQL: none (nothing on 127.0.0.1:5432)")
+    assert not trials.read_outcome("lookup 1.25x", 900.0, 1, alone, lookup).missed
