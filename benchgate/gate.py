@@ -30,8 +30,8 @@ MEMORY_FACTOR = 1.1
 #: The memory figures the memory check judges: every stage's own peak, host or device.
 MEMORY_TRACK = re.compile(r"\.track_\w*peak")
 #: Factor of the instruction counts of the pure-CPU stages (benchmarks/bench_instructions.py):
-#: two runs of one commit in one environment counted the same to the instruction, whatever the
-#: runner's load, and other environments within 1.5 %, so they are judged tightest.
+#: two runs of one commit agree within about 1 % whatever the runner's load, other environments
+#: within 1.5 % (docs/benchmarking-trials.md), so they are judged tightest.
 COUNT_FACTOR = 1.05
 COUNT_TRACK = re.compile(r"InstructionCounts\.track_")
 #: The count figure of a stage on SQLite, as asv names it.

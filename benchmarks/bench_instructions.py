@@ -3,9 +3,10 @@
 
 A wall-time figure of these stages wanders with the machine (by up to 1.7x within seconds on a
 shared runner, docs/benchmarking-trials.md); the instructions a stage executes change only when
-its code, or the code it calls, does: two counted runs of one commit read the same to the
-instruction. So a 1.25x slower stage reads as more instructions in every run, and identical code
-reads the same: the gate judges these once, at 1.05x, with no confirmation. The database
+its code, or the code it calls, does: two counted runs of one commit agree within about 1 %
+(docs/benchmarking-trials.md). So a 1.25x slower stage reads as more instructions in every run,
+and identical code reads nearly the same: the gate judges these once, at 1.05x, with no
+confirmation. The database
 figures count this process's work only: on SQLite, which runs in it, that is the whole query; on
 PostgreSQL it is the client's share (``PostgresInstructionCounts``), while the server's stays
 timed only.

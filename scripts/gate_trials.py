@@ -199,6 +199,14 @@ FLAG = re.compile(
 )
 
 
+#: The gate's failing verdicts: (the rule, the heading it prints above what it names).
+FAILED_RULES = (
+    ("slower in both passes", "slower in both passes:"),
+    ("memory", "memory grew by"),
+    ("instructions", "instructions grew by"),
+)
+
+
 @dataclass
 class Outcome:
     label: str
@@ -250,16 +258,14 @@ def read_outcome(
     rows = (FLAG.match(line) for line in first_pass.splitlines())
     first = sorted({f"{row['name']} {row['ratio']}" for row in rows if row})
     confirmed: list[str] = []
-    for heading in ("slower in both passes:", "memory grew by", "instructions grew by"):
+    rules = []
+    for rule, heading in FAILED_RULES:
         if heading in rest:
             listed = rest.split(heading)[-1]
-            confirmed += re.findall(r"^  (bench_\S+)$", listed.split("\n\n")[0], re.M)
-    if "memory grew" in output:
-        verdict = "failed: memory"
-    elif "instructions grew" in output:
-        verdict = "failed: instructions"
-    elif confirmed:
-        verdict = "failed: slower in both passes"
+            confirmed += re.findall(r"^  (bench_.*?)\s*$", listed.split("\n\n")[0], re.M)
+            rules.append(rule)
+    if rules:
+        verdict = "failed: " + " + ".join(rules)
     elif "showed again (noise)" in output:
         verdict = "passed: first-pass flags did not come back"
     else:

@@ -173,3 +173,18 @@ def test_a_site_on_both_backends_is_caught_only_when_both_are_named(trials) -> N
     assert trials.read_outcome("lookup 1.25x", 900.0, 1, failing(postgres), lookup).missed
     alone = failing(sqlite, server="PostgreSQL: none (nothing on 127.0.0.1:5432)")
     assert not trials.read_outcome("lookup 1.25x", 900.0, 1, alone, lookup).missed
+
+
+def test_every_failing_rule_is_read_with_names_that_hold_spaces(trials) -> None:
+    # asv names a parameterised case "time_status_lookup('postgresql', 100000)": one name.
+    postgres = "bench_database.HistoryQueries.time_status_lookup('postgresql', 100000)"
+    count = "bench_instructions.InstructionCounts.track_status_lookup"
+    output = (
+        f"{FIRST_PASS_CLEAN}\ngate: FAILED, slower in both passes:\n  {postgres}\n"
+        "$ asv compare --machine vm --factor 1.05\n| + | 1 | 2 | 2.00 | x |\n"
+        f"\ngate: FAILED, instructions grew by more than 1.05x:\n  {count}\n"
+    )
+    outcome = trials.read_outcome("lookup 1.25x", 900.0, 1, output, trials.SITES["lookup"])
+    assert outcome.confirmed == [postgres, count]
+    assert outcome.verdict == "failed: slower in both passes + instructions"
+    assert not outcome.missed
