@@ -55,6 +55,11 @@ STAGES = {
         r"^bench_export\.LoudnessNormalise\.time_normalise\(",
     ),
     "encode_wav": Stage("encode_wav, 4 s normalised"),
+    "export": Stage(
+        "export_wav of 4 s of synth output: normalise, encode, write (the write's system calls "
+        "are the kernel's, not counted: WriteWav times them)",
+        r"^bench_export\.ExportWav\.time_export\(",
+    ),
     "analyze": Stage(
         "metadata.analyze, 4 s normalised", r"^bench_metadata\.AnalyzeClip\.time_analyze\("
     ),
@@ -200,6 +205,13 @@ def _stages(database_url: str) -> dict[str, Callable[[], Callable[[], object]]]:
         normalised = audio()[-1]
         return lambda: export.encode_wav(normalised)
 
+    def export_wav():
+        from dgx_music.audio import export
+
+        raw = audio()[2]
+        target = Path(tempfile.mkdtemp(prefix="dgx-music-counted-")) / "counted.wav"
+        return lambda: export.export_wav(raw, 32_000, target)
+
     def analyze():
         from dgx_music.audio import metadata
 
@@ -232,6 +244,7 @@ def _stages(database_url: str) -> dict[str, Callable[[], Callable[[], object]]]:
     setups = {
         "normalise": normalise,
         "encode_wav": encode_wav,
+        "export": export_wav,
         "analyze": analyze,
         "synth": synth,
         "status_lookup": status_lookup,

@@ -193,6 +193,8 @@ ROUND_ROW = re.compile(
     r"\(slower in (?P<slower>\d+) of (?P<rounds>\d+) rounds",
     re.M,
 )
+#: A first-pass flag the gate left to an instruction count: "  x1.37  <benchmark>  -> <count>".
+LEFT_ROW = re.compile(r"^  x(?P<ratio>[\d.]+)\s+(?P<name>bench_.+?)\s+-> ", re.M)
 #: A row asv's table marks slower: its ratio and the benchmark with its parameters.
 FLAG = re.compile(
     r"^\|\s*\+\s*\|[^|]*\|[^|]*\|\s*~?(?P<ratio>[\d.]+)\s*\|\s*(?P<name>bench_[^|]*?)\s*\|"
@@ -273,7 +275,7 @@ def read_outcome(
     readings = tuple(
         f"{row['name']} x{row['ratio']} {row['slower']}/{row['rounds']}"
         for row in ROUND_ROW.finditer(rest)
-    )
+    ) + tuple(f"{row['name']} x{row['ratio']} left to its count" for row in LEFT_ROW.finditer(rest))
     expect = site.expect if site else ()
     also = site.also if site and "PostgreSQL: none" not in output else ()
     return Outcome(label, seconds, code, first, confirmed, verdict, expect, readings, also)

@@ -186,8 +186,8 @@ def test_what_each_count_covers(bench):
     assert bench.covering("bench_api.ApiRouteHandlers.time_read_generation", stages) == (
         COUNT.format("read_generation")
     )
+    assert bench.covering(EXPORT_16, stages) == COUNT.format("export")
     for uncovered in (
-        EXPORT_16,
         "bench_api.ApiRequests.time_get_status",
         "bench_export.WriteWav.time_write_atomic(4.0)",
         "bench_database.HistoryQueries.time_list_pending('sqlite', 100000)",

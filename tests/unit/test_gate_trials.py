@@ -188,3 +188,15 @@ def test_every_failing_rule_is_read_with_names_that_hold_spaces(trials) -> None:
     assert outcome.confirmed == [postgres, count]
     assert outcome.verdict == "failed: slower in both passes + instructions"
     assert not outcome.missed
+
+
+def test_a_flag_left_to_its_count_is_read_as_such(trials) -> None:
+    lookup = "bench_database.HistoryQueries.time_status_lookup('sqlite', 100000)"
+    count = "bench_instructions.InstructionCounts.track_status_lookup"
+    output = (
+        f"{FIRST_PASS_CLEAN}\ngate: 1 benchmark(s) slower in the first pass by less than 1.5x, "
+        f"left to the instruction count of their whole work:\n  x1.37  {lookup}  -> {count}\n"
+    )
+    outcome = trials.read_outcome("nothing", 900.0, 0, output)
+    assert outcome.rounds == (f"{lookup} x1.37 left to its count",)
+    assert outcome.verdict == "passed"
