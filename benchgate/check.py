@@ -10,6 +10,7 @@ from pathlib import Path
 
 from benchgate.asvrun import asv, end_run, git, run_env, scratch_config
 from benchgate.results import load_results
+from benchmarks.instructions import DATABASE_STAGES
 from benchmarks.postgres import pg_url
 
 
@@ -67,9 +68,16 @@ NOT_IN_QUICK_CPU_RUN = (
 )
 
 
+#: Benchmarks that run on PostgreSQL alone (no backend parameter): n/a without a server.
+POSTGRES_ONLY = tuple(
+    f"bench_instructions.PostgresInstructionCounts.track_{stage}" for stage in DATABASE_STAGES
+)
+
+
 def check_results(results_dir: Path, *, postgres: bool) -> list[str]:
     """Every benchmark has a figure, except :data:`NOT_IN_QUICK_CPU_RUN`, PostgreSQL cases
-    when ``postgres`` is false and the instruction counts where valgrind is missing."""
+    (and :data:`POSTGRES_ONLY`) when ``postgres`` is false and the instruction counts where
+    valgrind is missing."""
     files = [
         p for p in results_dir.rglob("*.json") if p.name not in ("machine.json", "benchmarks.json")
     ]
@@ -82,7 +90,7 @@ def check_results(results_dir: Path, *, postgres: bool) -> list[str]:
                 continue
             if any(part in name for part in NOT_IN_QUICK_CPU_RUN):
                 continue
-            if not postgres and "'postgresql'" in params:
+            if not postgres and ("'postgresql'" in params or name in POSTGRES_ONLY):
                 continue
             if "InstructionCounts" in name and shutil.which("valgrind") is None:
                 continue  # skipped for want of valgrind, with the reason (.ci/run installs it)

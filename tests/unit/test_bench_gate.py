@@ -285,3 +285,15 @@ def test_cuda_and_slow_only_classes_may_be_na_in_the_quick_check(bench, tmp_path
     assert len(problems) == 1 and problems[0].startswith(
         "bench_pipeline.QueueBatching.time_drain_queue("
     )
+
+
+def test_postgres_only_counts_may_be_na_only_without_a_server(tmp_path: Path):
+    import json
+
+    count = "bench_instructions.PostgresInstructionCounts.track_status_lookup"
+    results = {count: [[None], []]}
+    (tmp_path / "abc-env.json").write_text(
+        json.dumps({"result_columns": ["result", "params"], "results": results})
+    )
+    assert check_results(tmp_path, postgres=False) == []
+    assert check_results(tmp_path, postgres=True) == [f"{count} has no figure"]
