@@ -39,7 +39,7 @@ from pathlib import Path
 class Stage:
     """One counted stage: what it measures, and the timed benchmarks (a regex over asv's names)
     whose whole work is this stage's work on a bigger input, so that the gate may leave a
-    modest slowdown of them to this count (benchgate/gate.py, ``covered``)."""
+    modest slowdown of them to this count (benchgate/gate.py, ``covering``)."""
 
     what: str
     covers: str = ""
