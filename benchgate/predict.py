@@ -62,6 +62,20 @@ def _effect(draw: random.Random, sd: float, processes: int) -> float:
     return statistics.median(draw.lognormvariate(0.0, sd) for _ in range(processes))
 
 
+def confirmed_share(
+    draw: random.Random, sd: float, count: int, trials: int, slowdown: float = 1.0
+) -> float:
+    """How often the round rule (:class:`rounds.Judged`, :data:`gate.CONFIRM_FACTOR`) calls a
+    benchmark slower when each of ``count`` rounds per commit has a log-normal process effect of
+    ``sd`` and head is ``slowdown`` times slower."""
+    slower = 0
+    for _ in range(trials):
+        base = tuple(draw.lognormvariate(0.0, sd) for _ in range(count))
+        head = tuple(slowdown * draw.lognormvariate(0.0, sd) for _ in range(count))
+        slower += rounds.Judged("b", base, head, gate.CONFIRM_FACTOR).slower
+    return slower / trials
+
+
 def predict(
     name: str,
     spread: float,
@@ -77,19 +91,11 @@ def predict(
     sd = sigma(spread, runs)
     factor = gate.COVERED_FACTOR if covered else gate.DEFAULT_FACTOR
     count = rounds.LONG_ROUNDS if seconds >= rounds.LONG_CALL_S else rounds.ROUNDS
-    flagged = confirmed = 0
-    for _ in range(trials):
-        base = _effect(draw, sd, FIRST_PASS_ROUNDS)
-        head = _effect(draw, sd, FIRST_PASS_ROUNDS)
-        flagged += head / base >= factor
-        again = rounds.Judged(
-            name,
-            tuple(draw.lognormvariate(0.0, sd) for _ in range(count)),
-            tuple(draw.lognormvariate(0.0, sd) for _ in range(count)),
-            gate.CONFIRM_FACTOR,
-        )
-        confirmed += again.slower
-    return Prediction(name, sd, flagged / trials, confirmed / trials)
+    flagged = sum(
+        _effect(draw, sd, FIRST_PASS_ROUNDS) / _effect(draw, sd, FIRST_PASS_ROUNDS) >= factor
+        for _ in range(trials)
+    )
+    return Prediction(name, sd, flagged / trials, confirmed_share(draw, sd, count, trials))
 
 
 def suite(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from benchgate import rounds
 from benchgate.gate import CONFIRM_FACTOR
+from benchgate.predict import confirmed_share
 from benchgate.rounds import Judged
 
 LOOKUP = "bench_database.HistoryQueries.time_status_lookup"
@@ -64,13 +65,7 @@ def test_judge_pairs_the_rounds_of_both_commits(tmp_path: Path):
 def _verdicts(slowdown: float, spread: float, trials: int, seed: int) -> float:
     """How often the rule calls a benchmark slower when each round's median wanders by
     ``spread`` (a log-normal process effect) and head is ``slowdown`` times slower."""
-    draw = random.Random(seed)
-    slower = 0
-    for _ in range(trials):
-        base = tuple(draw.lognormvariate(0, spread) for _ in range(rounds.ROUNDS))
-        head = tuple(slowdown * draw.lognormvariate(0, spread) for _ in range(rounds.ROUNDS))
-        slower += Judged("b", base, head, CONFIRM_FACTOR).slower
-    return slower / trials
+    return confirmed_share(random.Random(seed), spread, rounds.ROUNDS, trials, slowdown)
 
 
 def test_the_rule_is_quiet_on_identical_code_and_catches_a_quarter_more():
