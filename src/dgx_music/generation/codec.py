@@ -154,6 +154,8 @@ def decode(
             at = (first - start) * hop
             out[channel, at : at + piece.shape[-1]] = piece.to(device="cpu", dtype=torch.float32)
     return out.numpy()
+
+
 def encode(model: MusicgenForConditionalGeneration, audio: np.ndarray) -> torch.Tensor:
     """The codes of ``audio``: (codebooks, frames) on the model's device.
 
