@@ -14,6 +14,7 @@ skip for lack of its service fails instead, so a green run means they all ran.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.postgres)
         if BROWSER_DIR in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.browser)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Keep the cyclic collector off what collection built, and run it less often.
+
+    Collection imports torch, transformers, librosa, SQLAlchemy and FastAPI: about 400,000
+    objects that live as long as the worker. Frozen (as the console script does,
+    dgx_music.__main__), later full collections skip them; and the tests make objects by the
+    million, so the youngest generation is collected every 20,000 allocations instead of 700.
+    On the API, end-to-end and metadata tests: 1.9 s of the collector per worker instead of
+    3.9 s, out of 44 s."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 @pytest.fixture(autouse=True)
