@@ -68,32 +68,38 @@ def worst_window_snr(whole: np.ndarray, chunked: np.ndarray) -> float:
     return worst[0]
 
 
-def test_the_check_fails_without_context(small_codec):
+@pytest.fixture(scope="module")
+def four_seconds(small_codec) -> tuple[torch.Tensor, np.ndarray]:
+    """4 s of codes and their one-pass decode, for the checks that must fail."""
+    codes = torch.randint(0, 2048, (4, 200), generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        return codes, codec._decode_once(small_codec, codes).numpy()
+
+
+def test_the_check_fails_without_context(small_codec, four_seconds):
     # Chunks upsampled with no context each see their edges padded by reflection, not their
     # neighbours: the boundaries show. This is what the overlap is for, and proof the comparison
     # above can fail.
-    codes = torch.randint(0, 2048, (4, 200), generator=torch.Generator().manual_seed(4))
+    codes, whole = four_seconds
     with torch.inference_mode():
-        whole = codec._decode_once(small_codec, codes).numpy()
         bare = codec.decode(small_codec, codes, chunk_frames=100, context_frames=0)
         kept = codec.decode(small_codec, codes, chunk_frames=100)
     assert worst_window_snr(whole, bare) < MIN_SNR_DB
     assert worst_window_snr(whole, kept) >= MIN_SNR_DB
 
 
-def test_the_check_fails_when_the_lstm_restarts_each_chunk(small_codec, monkeypatch):
+def test_the_check_fails_when_the_lstm_restarts_each_chunk(small_codec, four_seconds, monkeypatch):
     # A decode whose LSTM forgets its state between chunks starts each chunk cold: the
     # boundaries show, context or not. This is what carrying the state is for.
-    codes = torch.randint(0, 2048, (4, 200), generator=torch.Generator().manual_seed(8))
+    codes, whole = four_seconds
     compute = codec._FrameFeatures._compute
 
     def cold(self, end, to):
         self.state = None
         return compute(self, end, to)
 
+    monkeypatch.setattr(codec._FrameFeatures, "_compute", cold)
     with torch.inference_mode():
-        whole = codec._decode_once(small_codec, codes).numpy()
-        monkeypatch.setattr(codec._FrameFeatures, "_compute", cold)
         forgetful = codec.decode(small_codec, codes, chunk_frames=100)
     assert worst_window_snr(whole, forgetful) < MIN_SNR_DB
 
