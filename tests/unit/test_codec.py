@@ -6,6 +6,7 @@ to the codes a continuation is prompted with.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -145,3 +146,10 @@ def test_a_stereo_checkpoint_encodes_and_decodes_each_channel_alone():
     with torch.inference_mode():
         right_alone = codec._decode_once(model, torch.repeat_interleave(mono, 2, dim=0))[1]
     np.testing.assert_allclose(decoded[1], right_alone.numpy(), atol=1e-5)
+
+
+def test_a_codec_without_the_lstm_is_refused():
+    # The stream reads MusicGen's EnCodec layer by layer: another layout is an error, not audio.
+    other = SimpleNamespace(decoder=SimpleNamespace(layers=[torch.nn.Identity()] * 3))
+    with pytest.raises(TypeError, match="convolution, then an LSTM"):
+        codec._FrameFeatures(other, torch.zeros((4, 10), dtype=torch.long), context=4)

@@ -72,6 +72,10 @@ class _FrameFeatures:
     """
 
     def __init__(self, encoder: EncodecModel, codes: torch.Tensor, context: int) -> None:
+        if not isinstance(getattr(encoder.decoder.layers[1], "lstm", None), torch.nn.LSTM):
+            raise TypeError(
+                "the streamed decode needs MusicGen's EnCodec: a convolution, then an LSTM"
+            )
         self.encoder = encoder
         self.codes = codes
         self.frames = int(codes.shape[-1])
