@@ -228,19 +228,6 @@ def test_apply_torch_threads(monkeypatch: pytest.MonkeyPatch, threads: int, expe
     assert calls == expected
 
 
-def test_torch_threads_are_set_when_a_musicgen_backend_is_built(
-    monkeypatch: pytest.MonkeyPatch, settings: Settings
-):
-    # Not when the engine starts: a synth-only worker never imports torch (test_cli_imports).
-    applied: list[Settings] = []
-    monkeypatch.setattr(engine, "apply_torch_threads", applied.append)
-    music = MusicEngine(settings)
-    music.backend("synth")
-    assert applied == []
-    music.backend("tiny")
-    assert applied == [settings]
-
-
 # -- the engine ------------------------------------------------------------------------------
 
 

@@ -253,6 +253,7 @@ class MusicEngine:
         self.settings = settings if settings is not None else get_settings()
         self._backends: dict[str, Backend] = {}
         self._lock = threading.Lock()
+        apply_torch_threads(self.settings)
         # Every process that generates also exports and analyses: keep their buffers' pages.
         keep_freed_memory(self.settings.malloc_keep_mb)
 
@@ -282,8 +283,6 @@ class MusicEngine:
             return SynthBackend()
         from dgx_music.generation.musicgen import MusicgenBackend
 
-        # Here, not at start-up: a worker that only runs the synth never imports torch (1-2 s).
-        apply_torch_threads(self.settings)
         return MusicgenBackend(
             spec.source,
             name=spec.name,
